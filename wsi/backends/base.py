@@ -1,0 +1,63 @@
+"""The contract every slide backend fulfils: metadata plus a raw, in-bounds box read.
+
+Backends know nothing of level selection, clipping, padding or resampling; the shared read
+path in :mod:`slidescope.wsi.slide` does all of that once, for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..levels import SlideInfo
+
+__all__ = ["SlideBackend", "Box"]
+
+#: A box in one level's pixel space: ``(lvl_x, lvl_y, width, height)``.
+Box = tuple[int, int, int, int]
+
+
+class SlideBackend(ABC):
+    """Raw access to one slide file.
+
+    Subclasses set :attr:`name`, open the file in ``__init__`` (raising slidescope errors that
+    name the file), fill :attr:`info`, and implement :meth:`read_boxes`.
+    """
+
+    name: ClassVar[str]
+    path: str
+    info: SlideInfo
+
+    @abstractmethod
+    def read_boxes(self, level: int, boxes: Sequence[Box], outs: Sequence[np.ndarray]) -> None:
+        """Read level boxes into preallocated arrays.
+
+        Parameters
+        ----------
+        level : int
+            Pyramid level index.
+        boxes : sequence of (lvl_x, lvl_y, width, height)
+            Boxes in the level's pixel space, each wholly inside the level.
+        outs : sequence of ndarray
+            One writable ``(height, width, 3)`` uint8 view per box (possibly non-contiguous),
+            to be filled with RGB pixels. Implementations decode each stored tile at most once
+            per call.
+        """
+
+    @abstractmethod
+    def associated_image(self, name: str) -> np.ndarray:
+        """Return the associated image ``name`` as an ``(H, W, 3)`` uint8 RGB array."""
+
+    def reopen_args(self) -> tuple[Any, ...]:
+        """Arguments that reopen this backend in another process: ``type(self)(*args)``."""
+        return (self.path,)
+
+    def token(self) -> str:
+        """A string that identifies the slide's contents, for Dask graph keys."""
+        return f"{self.name}:{self.path}"
+
+    def close(self) -> None:  # noqa: B027 - backends without handles need no close
+        """Release file handles."""

@@ -1,0 +1,327 @@
+"""``Slide``: one whole-slide image, whatever its backend, with the one shared read path.
+
+Reads go: resolve the level (``level=`` or nearest finer level for ``mpp=``), map level-0
+locations to level boxes, clip to the level (outside is white), let the backend fill the inside,
+then shrink with ``cv2.INTER_AREA`` when the level is finer than asked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from .backends.base import Box, SlideBackend
+from .errors import ClosedSlideError, MissingMppError, RegionError
+from .geometry import best_level_for_mpp, clip_box, parse_locations, parse_mpp, parse_size
+from .levels import Level, SlideInfo
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = ["Slide", "SlideSpec"]
+
+
+@dataclass(frozen=True)
+class SlideSpec:
+    """What it takes to reopen a slide anywhere: backend class, its arguments, caller options."""
+
+    backend: type[SlideBackend]
+    args: tuple[Any, ...]
+    mpp: tuple[float, float] | None = None
+
+    def open(self) -> SlideBackend:
+        return self.backend(*self.args)
+
+
+class _BackendCache:
+    """Open backends per process, so Dask tasks that unpickle a slide reuse one handle."""
+
+    def __init__(self, size: int = 32):
+        self._size = size
+        self._items: OrderedDict[tuple[Any, ...], SlideBackend] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: SlideSpec) -> SlideBackend:
+        if spec.backend.name == "array":  # nothing to share: the arrays travel with the spec
+            return spec.open()
+        key = (spec.backend, spec.args)
+        with self._lock:
+            backend = self._items.get(key)
+            if backend is not None:
+                self._items.move_to_end(key)
+                return backend
+        backend = spec.open()
+        with self._lock:
+            self._items[key] = backend
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)  # dropped handles close when no slide uses them
+        return backend
+
+
+_PROCESS_BACKENDS = _BackendCache()
+
+
+class _AssociatedImages(Mapping[str, np.ndarray]):
+    """Associated images (label, macro, thumbnail), decoded on first access."""
+
+    def __init__(self, slide: "Slide"):
+        self._slide = slide
+        self._decoded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._decoded:
+            self._decoded[name] = self._slide._backend().associated_image(name)
+        return self._decoded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slide._info().associated_names)
+
+    def __len__(self) -> int:
+        return len(self._slide._info().associated_names)
+
+
+class Slide:
+    """A whole-slide image.
+
+    Use :func:`slidescope.wsi.open_slide` to make one. A slide is a context manager; after
+    :meth:`close` every read raises :class:`ClosedSlideError`. It pickles as its path and
+    options, and reopens lazily (one shared handle per process) wherever it is unpickled.
+
+    Examples
+    --------
+    >>> with open_slide("slide.svs") as slide:                       # doctest: +SKIP
+    ...     tile = slide.read_region((1000, 2000), (256, 256), mpp=0.5)
+    """
+
+    def __init__(self, spec: SlideSpec, backend: SlideBackend | None = None):
+        self._spec = spec
+        self._backend_obj = backend
+        self._owns_backend = backend is not None
+        self._closed = False
+        self._levels: tuple[Level, ...] | None = None
+        self._lock = threading.Lock()
+        if backend is not None:
+            self._levels = self._build_levels(backend.info)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _backend(self) -> SlideBackend:
+        if self._closed:
+            raise ClosedSlideError(f"{self.path}: the slide is closed; open it again to read it")
+        backend = self._backend_obj
+        if backend is None:
+            with self._lock:
+                if self._backend_obj is None:
+                    self._backend_obj = _PROCESS_BACKENDS.get(self._spec)
+                backend = self._backend_obj
+        return backend
+
+    def _info(self) -> SlideInfo:
+        return self._backend().info
+
+    def _build_levels(self, info: SlideInfo) -> tuple[Level, ...]:
+        mpp = self._spec.mpp or info.mpp
+        if mpp is None:
+            raise MissingMppError(self.path)
+        return tuple(
+            Level(i, dims, ds, (mpp[0] * ds, mpp[1] * ds), tile)
+            for i, (dims, ds, tile) in enumerate(zip(info.level_dimensions, info.level_downsamples, info.tile_sizes))
+        )
+
+    def close(self) -> None:
+        """Release the file handle; further use raises :class:`ClosedSlideError`."""
+        if not self._closed and self._owns_backend and self._backend_obj is not None:
+            self._backend_obj.close()
+        self._backend_obj = None
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Slide":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._closed:
+            raise ClosedSlideError(f"{self.path}: a closed slide cannot be pickled")
+        return (Slide, (self._spec,))
+
+    def __dask_tokenize__(self) -> tuple[str, Any]:
+        return ("slidescope.Slide", self._backend().token(), self._spec.mpp)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self._spec.backend.name
+        return f"<Slide {self.path!r} ({state})>"
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """Path of the slide file (a name for in-memory slides)."""
+        first = self._spec.args[0] if self._spec.args else ""
+        return str(self._spec.args[2]) if self._spec.backend.name == "array" else str(first)
+
+    @property
+    def backend_name(self) -> str:
+        return self._spec.backend.name
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        """Stored pyramid levels, finest first."""
+        if self._levels is None:
+            self._levels = self._build_levels(self._info())
+        self._backend()  # a closed slide raises even when levels are cached
+        return self._levels
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """``(width, height)`` of level 0."""
+        return self.levels[0].dimensions
+
+    @property
+    def mpp(self) -> tuple[float, float]:
+        """Microns per pixel ``(x, y)`` of level 0 (the caller's ``mpp=`` wins over metadata)."""
+        return self.levels[0].mpp
+
+    @property
+    def objective_power(self) -> float | None:
+        return self._info().objective_power
+
+    @property
+    def vendor(self) -> str:
+        return self._info().vendor
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        """Raw metadata as the backend reports it (OpenSlide-style namespaced keys)."""
+        return self._info().properties
+
+    @property
+    def associated_images(self) -> Mapping[str, np.ndarray]:
+        """Label, macro, thumbnail... as ``(H, W, 3)`` uint8 arrays, decoded on access."""
+        self._backend()
+        return _AssociatedImages(self)
+
+    def best_level_for_mpp(self, mpp: float) -> Level:
+        """The coarsest stored level at least as fine as ``mpp`` µm/px."""
+        return best_level_for_mpp(self.levels, parse_mpp(mpp)[0], self.path)
+
+    # -- pixels ------------------------------------------------------------------------------
+
+    def _resolve(self, level: int | None, mpp: Any) -> tuple[Level, float, float]:
+        """The level to read and the shrink factors from it to the output."""
+        levels = self.levels
+        if level is not None and mpp is not None:
+            raise RegionError(f"{self.path}: pass either level= or mpp=, not both (got level={level}, mpp={mpp})")
+        if mpp is not None:
+            target_x, target_y = parse_mpp(mpp)
+            chosen = best_level_for_mpp(levels, target_x, self.path)
+            return chosen, target_x / chosen.mpp[0], target_y / chosen.mpp[1]
+        index = 0 if level is None else level
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(levels):
+            raise RegionError(f"{self.path}: level: expected an integer in [0, {len(levels) - 1}], got {level!r}")
+        return levels[int(index)], 1.0, 1.0
+
+    def read_region(
+        self, location: tuple[int, int], size: tuple[int, int], *, level: int | None = None, mpp: Any = None
+    ) -> np.ndarray:
+        """Read one region as an ``(H, W, 3)`` uint8 RGB array.
+
+        Parameters
+        ----------
+        location : (int, int)
+            Top-left corner in level-0 pixels.
+        size : (int, int)
+            ``(width, height)`` of the output in output pixels.
+        level : int, optional
+            Stored level to read. Level 0 when neither ``level`` nor ``mpp`` is given.
+        mpp : float or (float, float), optional
+            Output resolution in µm per pixel. The nearest finer stored level is read and
+            shrunk with ``cv2.INTER_AREA``; a resolution finer than level 0 is an error.
+
+        Returns
+        -------
+        ndarray
+            Pixels; parts of the region outside the slide are white (255).
+
+        Raises
+        ------
+        OutOfBoundsError
+            When the region lies wholly outside the slide.
+        """
+        return self.read_tiles([location], size, level=level, mpp=mpp)[0]
+
+    def read_tiles(
+        self, locations: Any, size: tuple[int, int], *, level: int | None = None, mpp: Any = None
+    ) -> np.ndarray:
+        """Read many same-sized regions at once: the batched fast path.
+
+        Parameters are as for :meth:`read_region`, with ``locations`` an ``(N, 2)`` array-like of
+        level-0 ``(x, y)``. Each stored tile is decoded at most once per call.
+
+        Returns
+        -------
+        ndarray
+            ``(N, H, W, 3)`` uint8 RGB.
+        """
+        out_w, out_h = parse_size(size)
+        l0_xy = parse_locations(locations)
+        chosen, scale_x, scale_y = self._resolve(level, mpp)
+        lvl_w, lvl_h = max(1, round(out_w * scale_x)), max(1, round(out_h * scale_y))
+        resample = (lvl_w, lvl_h) != (out_w, out_h)
+        out = np.empty((len(l0_xy), out_h, out_w, 3), dtype=np.uint8)
+        raw = np.empty((len(l0_xy), lvl_h, lvl_w, 3), dtype=np.uint8) if resample else out
+        lvl_xy = np.floor(l0_xy / chosen.downsample).astype(np.int64)
+        self._fill(chosen, [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy], raw)
+        if resample:
+            for raw_tile, out_tile in zip(raw, out):
+                cv2.resize(raw_tile, (out_w, out_h), dst=out_tile, interpolation=cv2.INTER_AREA)
+        return out
+
+    def _fill(self, level: Level, boxes: list[Box], out: np.ndarray) -> None:
+        """Fill ``out[i]`` with level box ``boxes[i]``: white outside the level, backend inside."""
+        inside_boxes, views = [], []
+        for (x, y, w, h), target in zip(boxes, out):
+            x0, y0, x1, y1 = clip_box(x, y, w, h, level, self.path)
+            if (x1 - x0, y1 - y0) != (w, h):
+                target.fill(255)
+            inside_boxes.append((x0, y0, x1 - x0, y1 - y0))
+            views.append(target[y0 - y : y1 - y, x0 - x : x1 - x])
+        self._backend().read_boxes(level.index, inside_boxes, views)
+
+    def read_level_box(self, level: int, box: Box) -> np.ndarray:
+        """Read a box given in one level's own pixels (white outside the level)."""
+        chosen = self._resolve(level, None)[0]
+        x, y, w, h = box
+        out = np.empty((1, *parse_size((w, h), "box size")[::-1], 3), dtype=np.uint8)
+        self._fill(chosen, [(int(x), int(y), int(w), int(h))], out)
+        return out[0]
+
+    def thumbnail(self, max_size: int | tuple[int, int] = 1024) -> np.ndarray:
+        """The whole slide shrunk to fit ``max_size`` (an int or ``(width, height)``), aspect kept."""
+        max_w, max_h = parse_size((max_size, max_size) if np.isscalar(max_size) else max_size, "max_size")
+        width, height = self.dimensions
+        shrink = max(width / max_w, height / max_h, 1.0)
+        size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
+        return self.read_region((0, 0), size, mpp=(self.mpp[0] * width / size[0], self.mpp[1] * height / size[1]))
+
+    def to_dask(self, level: int = 0, *, chunk_target: int = 1024) -> "dask.array.Array":
+        """Level ``level`` as a lazy ``(H, W, 3)`` uint8 Dask array.
+
+        Chunks are whole stored tiles (a multiple of the tile size near ``chunk_target`` px), and
+        each chunk task reopens the slide by path in its worker. See
+        :func:`slidescope.wsi.dask_levels.level_to_dask`.
+        """
+        from .dask_levels import level_to_dask
+
+        return level_to_dask(self, self._resolve(level, None)[0], chunk_target=chunk_target)
