@@ -49,8 +49,9 @@ def _open_auto(path: str) -> SlideBackend:
         try:
             return TiffBackend(path)
         except UnsupportedFormatError as tiff_error:
+            reasons = [str(error).removeprefix(f"{path}: ") for error in (openslide_error, tiff_error)]
             raise UnsupportedFormatError(
-                f"{path}: no backend can read this file. OpenSlide: {openslide_error}. tifffile: {tiff_error}"
+                f"{path}: no backend can read this file (OpenSlide: {reasons[0]}; tifffile: {reasons[1]})"
             ) from None
     if reference.info.vendor not in FAST_TIFF_VENDORS:
         return reference

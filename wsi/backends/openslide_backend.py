@@ -58,7 +58,7 @@ class OpenSlideBackend(SlideBackend):
             self._slide = openslide.OpenSlide(self.path)
         except openslide.OpenSlideUnsupportedFormatError as exc:
             raise UnsupportedFormatError(
-                f"{self.path}: not a slide format slidescope can read (OpenSlide: {exc})"
+                f"{self.path}: not a format OpenSlide reads ({exc})"
             ) from exc
         except openslide.OpenSlideError as exc:
             message = str(exc)

@@ -1,0 +1,34 @@
+# slidescope: `make demo` runs the main job on generated slides, `make test` runs the tests.
+# Both create .venv and install into it first. CPU builds of the ML frameworks by default;
+# a GPU user overrides them, e.g. `make test TORCH=torch==2.13.0+cu128 TF=tensorflow[and-cuda]`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TF ?= tensorflow-cpu
+PYTEST_ARGS ?= -n 2
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.slidescope-installed
+
+.PHONY: demo test install bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" "$(TF)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/slidescope demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/read.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
