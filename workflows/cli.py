@@ -31,12 +31,51 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tissue(args: argparse.Namespace) -> int:
+    from slidescope.tiling.tissue import tissue_mask
+
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp) as slide:
+        mask = tissue_mask(slide, mpp=args.mpp, method=args.method)
+    mask.to_png(args.out)
+    height, width = mask.shape
+    print(f"wrote {args.out}: {width} x {height} px at {mask.mpp:g} µm/px, tissue {100 * mask.fraction:.1f} % "
+          f"of the slide")
+    return 0
+
+
+def _cmd_tile(args: argparse.Namespace) -> int:
+    from slidescope.tiling.plan import plan_tiles
+    from slidescope.tiling.scales import Scale, parse_scale
+    from slidescope.tiling.tissue import tissue_mask
+
+    scales = [parse_scale(text) for text in args.scale]
+    if args.mpp is not None:
+        scales.append(Scale(args.mpp, args.tile, args.overlap, args.context))
+    if not scales:
+        raise SlideError("tile: expected --mpp MPP (with --tile) or at least one --scale MPP:TILE[:OVERLAP[:CONTEXT]]")
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp) as slide:
+        mask = None if args.no_mask else tissue_mask(slide, mpp=args.mask_mpp, method=args.method)
+        plan = plan_tiles(slide, mask, scales, min_tissue=args.min_tissue)
+    plan.save(args.out)
+    for index, scale in enumerate(plan.scales):
+        print(f"scale {index}: {scale.tile} px at {scale.mpp:g} µm/px (overlap {scale.overlap}, context "
+              f"{scale.context}): {len(plan.tiles(index))} tiles")
+    print(f"wrote {args.out} ({len(plan)} tiles)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(Path(args.out), slides=args.slides, width=args.width, height=args.height, tiles=args.tiles,
              stream=sys.stdout)
     return 0
+
+
+def _add_mask_and_slide_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="otsu", help="tissue detection: otsu (H&E, default) or ihc")
+    parser.add_argument("--backend", default="auto", help="auto (default), openslide or tiff")
+    parser.add_argument("--slide-mpp", type=float, default=None, help="µm per pixel of level 0, for files without it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--no-tumour", action="store_true", help="no tumour regions")
     synth.add_argument("--pen-marks", action="store_true", help="draw pen marks")
     synth.set_defaults(run=_cmd_synth)
+
+    tissue = commands.add_parser("tissue", help="write the tissue mask of a slide as a PNG (tissue non-zero)")
+    tissue.add_argument("slide", help="path of the slide file")
+    tissue.add_argument("--out", required=True, help="output PNG path")
+    tissue.add_argument("--mpp", type=float, default=8.0, help="µm per mask pixel (default 8)")
+    _add_mask_and_slide_options(tissue)
+    tissue.set_defaults(run=_cmd_tissue)
+
+    tile = commands.add_parser("tile", help="plan tiles at one or more scales and write the plan as Parquet")
+    tile.add_argument("slide", help="path of the slide file")
+    tile.add_argument("--out", required=True, help="output Parquet path")
+    tile.add_argument("--mpp", type=float, default=None, help="target µm per pixel of a single scale")
+    tile.add_argument("--tile", type=int, default=256, help="tile size in target pixels (default 256)")
+    tile.add_argument("--overlap", type=int, default=0, help="overlap in target pixels (default 0)")
+    tile.add_argument("--context", type=int, default=0, help="context margin in target pixels (default 0)")
+    tile.add_argument("--scale", action="append", default=[], metavar="MPP:TILE[:OVERLAP[:CONTEXT]]",
+                      help="a scale; repeat for a multi-scale plan (fine tiles nest in coarse ones)")
+    tile.add_argument("--min-tissue", type=float, default=0.25, help="minimum tissue fraction (default 0.25)")
+    tile.add_argument("--mask-mpp", type=float, default=8.0, help="µm per pixel of the tissue mask (default 8)")
+    tile.add_argument("--no-mask", action="store_true", help="keep every tile, tissue or not")
+    _add_mask_and_slide_options(tile)
+    tile.set_defaults(run=_cmd_tile)
 
     demo = commands.add_parser("demo", help="the built-in default job on generated slides")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")

@@ -1,0 +1,79 @@
+"""The ``slidescope`` command line: each command's output and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from slidescope.tiling.plan import TilePlan
+from slidescope.workflows.cli import main
+from tests.conftest import data_file
+
+
+def test_info_table(capsys):
+    path = data_file("CMU-1-Small-Region.svs")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "aperio" in out and "2220 x 2967" in out and "0.4990" in out and "20x" in out
+    assert "label (387x463)" in out
+
+
+def test_info_json(capsys):
+    path = data_file("test3-DAPI-2-(387).ndpi")
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["vendor"] == "hamamatsu" and info["backend"] == "openslide"
+    assert len(info["levels"]) == 7 and info["levels"][1]["downsample"] == 2.0
+    assert info["objective_power"] == 40.0 and "macro" in info["associated_images"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("broken.svs", "broken.svs: no backend can read this file"),
+    ("unopenable.tiff", "unopenable.tiff"),
+])
+def test_info_errors_exit_2_with_one_line(capsys, name, message):
+    assert main(["info", str(data_file(name))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_info_missing_file(capsys, tmp_path):
+    assert main(["info", str(tmp_path / "x.svs")]) == 2
+    assert "x.svs: no such slide file" in capsys.readouterr().err
+
+
+def test_synth_then_info(tmp_path, capsys):
+    out = tmp_path / "made.svs"
+    assert main(["synth", str(out), "--width", "1500", "--height", "1000", "--seed", "3", "--no-tumour"]) == 0
+    assert out.exists()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert info["vendor"] == "aperio" and info["dimensions"] == [1500, 1000]
+
+
+def test_tissue_and_tile(tmp_path, capsys):
+    path = data_file("CMU-1-Small-Region.svs")
+    mask_png = tmp_path / "mask.png"
+    assert main(["tissue", str(path), "--out", str(mask_png), "--mpp", "8"]) == 0
+    mask = cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (round(2967 * 0.499 / 8), round(2220 * 0.499 / 8))
+    assert 0.1 < np.count_nonzero(mask) / mask.size < 0.9
+    plan_path = tmp_path / "plan.parquet"
+    assert main(["tile", str(path), "--scale", "2:128", "--mpp", "0.5", "--tile", "128", "--overlap", "16",
+                 "--out", str(plan_path)]) == 0
+    plan = TilePlan.load(plan_path)
+    assert len(plan.tiles(0)) > 0 and len(plan.tiles(1)) > len(plan.tiles(0))
+    assert plan.scales[1].overlap == 16 and plan.slide.path == str(path)
+
+
+def test_tile_errors(tmp_path, capsys):
+    path = data_file("CMU-1-Small-Region.svs")
+    assert main(["tile", str(path), "--out", str(tmp_path / "p.parquet")]) == 2
+    assert "expected --mpp" in capsys.readouterr().err
+    assert main(["tile", str(path), "--mpp", "0.1", "--out", str(tmp_path / "p.parquet")]) == 2
+    assert "finer than level 0" in capsys.readouterr().err
+    assert main(["tile", str(path), "--scale", "abc", "--out", str(tmp_path / "p.parquet")]) == 2
+    assert not (tmp_path / "p.parquet").exists()
