@@ -14,10 +14,16 @@ import numpy as np
 
 from ..levels import SlideInfo
 
-__all__ = ["SlideBackend", "Box"]
+__all__ = ["SlideBackend", "Box", "composite_on_white"]
 
 #: A box in one level's pixel space: ``(lvl_x, lvl_y, width, height)``.
 Box = tuple[int, int, int, int]
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Straight (not premultiplied) RGBA over a white background, as OpenSlide shows glass."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 class SlideBackend(ABC):

@@ -15,7 +15,7 @@ from openslide import lowlevel
 
 from ..errors import CorruptSlideError, UnsupportedFormatError
 from ..levels import SlideInfo
-from .base import Box, SlideBackend
+from .base import Box, SlideBackend, composite_on_white
 
 __all__ = ["OpenSlideBackend"]
 
@@ -107,10 +107,7 @@ class OpenSlideBackend(SlideBackend):
             raise KeyError(
                 f"{self.path}: no associated image {name!r}; available: {sorted(self.info.associated_names)}"
             ) from None
-        rgba = np.asarray(image.convert("RGBA"))
-        rgb = rgba[..., :3].astype(np.float32)
-        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-        return np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        return composite_on_white(np.asarray(image.convert("RGBA")))
 
     def close(self) -> None:
         self._slide.close()

@@ -22,7 +22,7 @@ import tifffile
 
 from ..errors import CorruptSlideError, UnsupportedFormatError
 from ..levels import SlideInfo, openslide_downsample
-from .base import Box, SlideBackend
+from .base import Box, SlideBackend, composite_on_white
 
 __all__ = ["TiffBackend", "SUPPORTED_COMPRESSIONS"]
 
@@ -259,8 +259,7 @@ class TiffBackend(SlideBackend):
             ) from exc
         tile = np.asarray(decoded).reshape(level.tile_height, level.tile_width, level.samples)
         if level.samples == 4:  # RGBA: composite on white, as OpenSlide does
-            alpha = tile[..., 3:4].astype(np.float32) / 255.0
-            tile = np.round(tile[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+            tile = composite_on_white(tile)
         if out is not None:
             out[...] = tile
             return out
