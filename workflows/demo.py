@@ -1,7 +1,8 @@
-"""The built-in default job: generated slides, their info, and a timed tile read.
+"""The built-in default job: generated slides, their info, a timed tile read, and tiling.
 
-Later issues grow this into the full batch run (tissue, tiling, models, reports); for now it
-proves slide access end to end on slides it makes itself, so it needs no data.
+For each generated slide: its info, tissue mask, a two-scale tile plan, a Dask read of the
+tissue tiles with a stitched heatmap, and the read throughput against OpenSlide. Later issues
+grow this into the full batch run (models, reports); it needs no data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from slidescope.wsi import open_slide
 from slidescope.wsi.synthetic import make_slide
 
+from .demo_tiling import run_tiling_demo
 from .info import format_summary, slide_summary
 
 __all__ = ["run_demo"]
@@ -56,6 +58,7 @@ def run_demo(out_dir: Path, *, slides: int = 2, width: int = 12000, height: int 
             corners = rng.integers(0, (width - 448, height - 448), size=(len(picked), 2))
             figures["unaligned_0.5mpp"].append(
                 _tiles_per_second(lambda: slide.read_tiles(corners, (224, 224), mpp=0.5), len(corners)))
+            run_tiling_demo(slide, out_dir / path.stem, stream=stream)
             reference = openslide.OpenSlide(str(path))
             try:
                 figures["openslide_loop"].append(_tiles_per_second(
