@@ -7,6 +7,7 @@ then shrink with ``cv2.INTER_AREA`` when the level is finer than asked.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,15 @@ class SlideSpec:
         return self.backend(*self.args)
 
 
+def _file_version(path: Any) -> tuple[int, int] | None:
+    """Size and modification time: a slide rewritten at the same path gets a fresh handle."""
+    try:
+        stat = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 class _BackendCache:
     """Open backends per process, so Dask tasks that unpickle a slide reuse one handle."""
 
@@ -50,7 +60,7 @@ class _BackendCache:
     def get(self, spec: SlideSpec) -> SlideBackend:
         if spec.backend.name == "array":  # nothing to share: the arrays travel with the spec
             return spec.open()
-        key = (spec.backend, spec.args)
+        key = (spec.backend, spec.args, _file_version(spec.args[0]))
         with self._lock:
             backend = self._items.get(key)
             if backend is not None:

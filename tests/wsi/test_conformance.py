@@ -156,3 +156,18 @@ def test_associated_images_match_openslide():
             theirs = np.asarray(reference.associated_images[name].convert("RGB"))
             assert image.shape == theirs.shape
             assert (mean_abs_diff(image, theirs) < JPEG_TOLERANCE).all(), name
+
+
+def test_unpickled_slide_sees_a_rewritten_file(tmp_path):
+    """A worker's cached handle must not outlive the file it was opened on."""
+    from slidescope.wsi.synthetic import make_slide
+
+    path = tmp_path / "rewritten.svs"
+    make_slide(path, 512, 512, seed=1)
+    with open_slide(path) as slide:
+        first = pickle.loads(pickle.dumps(slide)).read_region((0, 0), (512, 512))
+    make_slide(path, 512, 512, seed=2)
+    with open_slide(path) as slide:
+        second = pickle.loads(pickle.dumps(slide)).read_region((0, 0), (512, 512))
+        np.testing.assert_array_equal(second, slide.read_region((0, 0), (512, 512)))
+    assert not np.array_equal(first, second)
