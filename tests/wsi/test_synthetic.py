@@ -368,3 +368,40 @@ def test_time_large_slide(tmp_path: Path) -> None:
     start = time.perf_counter()
     make_slide(tmp_path / "large.svs", 20_000, 15_000, seed=0, pen_marks=True)
     print(f"\nmake_slide 20000 x 15000: {time.perf_counter() - start:.1f} s")
+
+
+# ----------------------------------------------------------------------------- tissue_fraction
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.7])
+def test_tissue_fraction_sets_the_coverage(tmp_path: Path, fraction: float) -> None:
+    slide = make_slide(tmp_path / "f.svs", 1024, 768, seed=3, tissue_fraction=fraction)
+    truth = load_truth(slide.path)
+    assert abs(truth.tissue_mask.mean() - fraction) < 0.02
+    with openslide.OpenSlide(str(slide.path)) as s:
+        pixels = _level(s)
+    assert abs((pixels[..., 1] < 215).mean() - fraction) < 0.05  # non-white pixels ~ tissue
+
+
+def test_tissue_fraction_one_is_all_tissue(tmp_path: Path) -> None:
+    slide = make_slide(tmp_path / "full.svs", 1024, 768, seed=3, tissue_fraction=1.0)
+    assert load_truth(slide.path).tissue_mask.all()
+    with openslide.OpenSlide(str(slide.path)) as s:
+        assert (_level(s)[..., 1] < 215).mean() > 0.99  # no glass anywhere
+
+
+def test_tissue_fraction_none_is_the_default(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()  # same file name in both: the name is written into the label image
+    default = make_slide(tmp_path / "a" / "s.svs", 512, 384, seed=4)
+    explicit = make_slide(tmp_path / "b" / "s.svs", 512, 384, seed=4, tissue_fraction=None)
+    assert default.path.read_bytes() == explicit.path.read_bytes()
+    assert default.truth_path.read_bytes() == explicit.truth_path.read_bytes()
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), "0.5", True])
+def test_tissue_fraction_out_of_range_raises(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(SyntheticSlideError, match="tissue_fraction") as info:
+        make_slide(tmp_path / "bad.svs", 256, 256, tissue_fraction=bad)
+    assert repr(bad) in str(info.value)
+    assert list(tmp_path.iterdir()) == []

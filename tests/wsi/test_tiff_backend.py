@@ -97,3 +97,15 @@ def test_stripped_tiff_is_left_to_openslide_or_refused(tmp_path):
                      resolutionunit="CENTIMETER")
     with pytest.raises(Exception, match="stripped.tif"):
         open_slide(path, backend="tiff")
+
+
+def test_a_tile_shared_by_an_aligned_box_and_others(tmp_path):
+    """One stored tile feeding an exact-tile box (decoded into it) and overlapping boxes."""
+    levels = pyramid()
+    path = tmp_path / "shared.tiff"
+    write_pyramid(path, levels, compression="zlib")
+    locations = [(64, 64), (32, 40), (100, 90), (64, 64), (0, 0)]
+    with open_slide(path, backend="tiff") as slide:
+        batch = slide.read_tiles(locations, (64, 64))
+    for (x, y), tile in zip(locations, batch):
+        np.testing.assert_array_equal(tile, levels[0][y:y + 64, x:x + 64])

@@ -268,27 +268,31 @@ class TiffBackend(SlideBackend):
     def read_boxes(self, level: int, boxes: Sequence[Box], outs: Sequence[np.ndarray]) -> None:
         lvl = self._levels[level]
         tw, th, across = lvl.tile_width, lvl.tile_height, lvl.tiles_across
-        decoded: dict[int, np.ndarray] = {}  # each stored tile decoded at most once per call
-        for (x, y, w, h), out in zip(boxes, outs):
+        # Which boxes each stored tile feeds, so each tile is decoded once, in file order, into
+        # one reused scratch buffer (cache-warm, no per-tile allocation) - or straight into a box
+        # that is exactly that tile.
+        users: dict[int, list[int]] = {}
+        exact: dict[int, int] = {}
+        for i, (x, y, w, h) in enumerate(boxes):
             col0, row0 = x // tw, y // th
             col1, row1 = (x + w - 1) // tw, (y + h - 1) // th
-            if (w == tw and h == th and x % tw == 0 and y % th == 0 and out.flags.c_contiguous
-                    and row0 * across + col0 not in decoded):
-                # Tile-aligned fast path: decode straight into the caller's buffer.
-                index = row0 * across + col0
-                decoded[index] = self._decode_tile(lvl, level, index, out)
-                continue
+            if w == tw and h == th and x % tw == 0 and y % th == 0 and outs[i].flags.c_contiguous:
+                exact.setdefault(row0 * across + col0, i)
             for row in range(row0, row1 + 1):
-                top = row * th
-                y0, y1 = max(y, top), min(y + h, top + th)
                 for col in range(col0, col1 + 1):
-                    index = row * across + col
-                    tile = decoded.get(index)
-                    if tile is None:
-                        tile = decoded[index] = self._decode_tile(lvl, level, index, None)
-                    left = col * tw
-                    x0, x1 = max(x, left), min(x + w, left + tw)
-                    out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - top : y1 - top, x0 - left : x1 - left]
+                    users.setdefault(row * across + col, []).append(i)
+        scratch = np.empty((th, tw, 3), dtype=np.uint8)
+        for index in sorted(users):
+            target = exact.get(index)
+            tile = self._decode_tile(lvl, level, index, scratch if target is None else outs[target])
+            top, left = (index // across) * th, (index % across) * tw
+            for i in users[index]:
+                if i == target:
+                    continue
+                x, y, w, h = boxes[i]
+                x0, x1 = max(x, left), min(x + w, left + tw)
+                y0, y1 = max(y, top), min(y + h, top + th)
+                outs[i][y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - top : y1 - top, x0 - left : x1 - left]
 
     def associated_image(self, name: str) -> np.ndarray:
         series = self._associated.get(name)
