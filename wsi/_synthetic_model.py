@@ -142,7 +142,8 @@ def _ellipse_distance(
     return np.sqrt(((dx * c + dy * s) / radii[0]) ** 2 + ((-dx * s + dy * c) / radii[1]) ** 2)
 
 
-def _tissue_field(rng: np.random.Generator, grid_h: int, grid_w: int) -> np.ndarray:
+def _tissue_field(rng: np.random.Generator, grid_h: int, grid_w: int, fraction: float | None = None) -> np.ndarray:
+    """Tissue field: > 0.5 on tissue. ``fraction`` (0, 1] fixes the tissue fraction, else it is drawn."""
     yy, xx = np.mgrid[0:grid_h, 0:grid_w].astype(np.float32)
     field = np.full((grid_h, grid_w), -np.inf, dtype=np.float32)
     for _ in range(int(rng.integers(2, 5))):
@@ -151,7 +152,11 @@ def _tissue_field(rng: np.random.Generator, grid_h: int, grid_w: int) -> np.ndar
         blob = 1.0 - _ellipse_distance(xx, yy, centre, radii, rng.uniform(0.0, math.pi))
         np.maximum(field, blob, out=field)
     field += 0.30 * _smooth_noise(rng, grid_h, grid_w, 6) + 0.10 * _smooth_noise(rng, grid_h, grid_w, 24)
-    target = rng.uniform(0.36, 0.50)  # tissue fraction of the slide
+    target = rng.uniform(0.36, 0.50)  # tissue fraction of the slide (always drawn: same stream either way)
+    if fraction is not None:
+        target = fraction
+    if target >= 1.0:  # all tissue: lift the minimum clear of 0.5 so every block renders as solid tissue
+        return field - field.min() + np.float32(0.5 + 100 * _MARGIN)
     return field - np.float32(np.quantile(field, 1.0 - target)) + np.float32(0.5)
 
 
@@ -266,13 +271,25 @@ def _make_nuclei(rng: np.random.Generator, model: SlideModel, tumour: bool) -> N
     )
 
 
-def build_model(width: int, height: int, seed: int, *, tumour: bool, pen_marks: bool, mpp: float | None) -> SlideModel:
-    """Build the procedural model of one slide (cheap: the grid has ~1024 cells on its long side)."""
+def build_model(
+    width: int,
+    height: int,
+    seed: int,
+    *,
+    tumour: bool,
+    pen_marks: bool,
+    mpp: float | None,
+    tissue_fraction: float | None = None,
+) -> SlideModel:
+    """Build the procedural model of one slide (cheap: the grid has ~1024 cells on its long side).
+
+    ``tissue_fraction`` in (0, 1] fixes the share of the slide that is tissue; None draws it
+    from the seed (36-50 %)."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_tissue, rng_tumour, rng_pen, rng_stain, rng_nuclei, rng_texture = streams
     grid_ds = max(1, math.ceil(max(width, height) / MODEL_GRID_LONG_SIDE))
     grid_w, grid_h = max(2, math.ceil(width / grid_ds)), max(2, math.ceil(height / grid_ds))
-    tissue = _tissue_field(rng_tissue, grid_h, grid_w)
+    tissue = _tissue_field(rng_tissue, grid_h, grid_w, tissue_fraction)
     tumour_field, focus = _tumour_field(rng_tumour, tissue)
     if not tumour:
         tumour_field = np.zeros_like(tissue)

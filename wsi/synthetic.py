@@ -8,7 +8,7 @@
 as vendor ``aperio``) or a generic tiled TIFF, plus ``<slide minus suffix>.truth.npz`` beside it.
 
 What is painted: a near-white background with slight noise; a few smooth irregular blobs of pink
-fibrous stroma (30-60 % of the slide); purple nuclei (fibroblast-like "normal" ones and small dark
+fibrous stroma (30-60 % of the slide, or ``tissue_fraction``); purple nuclei (fibroblast-like "normal" ones and small dark
 lymphocytes); optionally tumour regions inside the tissue with denser, larger, darker nuclei on a
 purple epithelium; optionally blue / green / black pen strokes crossing tissue and background.
 Physical sizes (nuclei, fibres) follow ``mpp``; the layout (blobs, strokes) follows the slide size.
@@ -164,6 +164,7 @@ def make_slide(
     quality: int = 85,
     objective_power: float = 40,
     format: str = "aperio",
+    tissue_fraction: float | None = None,
 ) -> SyntheticSlide:
     """Write a synthetic pyramidal slide and its ground truth.
 
@@ -188,6 +189,10 @@ def make_slide(
         Written as Aperio ``AppMag`` (the generic-tiff format has no place for it).
     format : {"aperio", "generic-tiff"}
         Aperio SVS layout, or a plain tiled pyramid with the mpp in the resolution tags.
+    tissue_fraction : float or None
+        Share of the slide covered by tissue, in (0, 1]; 1 makes a slide that is all tissue
+        (benchmarks). None (the default) draws it from the seed (about 36-50 %), exactly as before
+        the option existed: the same seed gives the same bytes.
 
     Returns
     -------
@@ -211,6 +216,13 @@ def make_slide(
         raise SyntheticSlideError(f"make_slide: tile_size: expected a multiple of 16, got {tile_size}")
     quality = _int_arg("quality", quality, 1, 100)
     objective_power = _positive_float("objective_power", objective_power)
+    if tissue_fraction is not None:
+        if (isinstance(tissue_fraction, bool) or not isinstance(tissue_fraction, numbers.Real)
+                or not (math.isfinite(tissue_fraction) and 0.0 < tissue_fraction <= 1.0)):
+            raise SyntheticSlideError(
+                f"make_slide: tissue_fraction: expected a number in (0, 1] or None, got {tissue_fraction!r}"
+            )
+        tissue_fraction = float(tissue_fraction)
     if format not in FORMATS:
         raise SyntheticSlideError(f"make_slide: format: expected one of {FORMATS}, got {format!r}")
     path = Path(path)
@@ -220,7 +232,8 @@ def make_slide(
     if truth_path == path:
         raise SyntheticSlideError(f"make_slide: path: expected a slide name not ending in {TRUTH_SUFFIX}, got {path}")
 
-    model = build_model(width, height, seed, tumour=tumour, pen_marks=pen_marks, mpp=mpp)
+    model = build_model(width, height, seed, tumour=tumour, pen_marks=pen_marks, mpp=mpp,
+                        tissue_fraction=tissue_fraction)
     mask_ds = max(1, round(MASK_MPP / model.scale_mpp))
     tissue, tumour_mask, pen = truth_masks(model, mask_ds)
     arrays = {
