@@ -23,7 +23,7 @@ from slidescope.wsi.errors import RegionError
 from .plan import TilePlan
 from .scales import Scale
 
-__all__ = ["TileBatch", "read_batches", "map_batches", "DEFAULT_BATCH_SIZE"]
+__all__ = ["TileBatch", "read_batches", "map_batches", "parallelism", "DEFAULT_BATCH_SIZE"]
 
 #: Tiles per task: about 0.1-0.5 s of reading for 256 px tiles on one core, so a 100,000 px
 #: slide makes hundreds to a few thousand tasks, never millions.
@@ -53,15 +53,40 @@ def _as_slide(slide: Slide | str | os.PathLike[str]) -> Slide:
     return slide if isinstance(slide, Slide) else open_slide(slide)
 
 
-def _batches(plan: TilePlan, scale: int | Scale | str, batch_size: int) -> tuple[Scale, list[tuple[np.ndarray, np.ndarray]]]:
+def parallelism(scheduler: Any) -> int:
+    """How many tasks ``scheduler`` runs at once (threads of a distributed client, else cores)."""
+    import sys
+
+    if scheduler in ("sync", "synchronous", "single-threaded"):
+        return 1
+    client = scheduler if hasattr(scheduler, "nthreads") else None
+    if client is None and scheduler is None and "distributed" in sys.modules:
+        try:
+            client = sys.modules["distributed"].default_client()
+        except ValueError:  # no client: Dask's default is the threaded scheduler
+            client = None
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return os.cpu_count() or 1
+
+
+def _batches(plan: TilePlan, scale: int | Scale | str, batch_size: int,
+             workers: int = 1) -> tuple[Scale, list[tuple[np.ndarray, np.ndarray]]]:
+    """Split a scale's tiles into evenly sized batches of at most ``batch_size`` tiles.
+
+    The number of batches is rounded up to a multiple of ``workers`` (while batches stay
+    non-empty), so a small slide does not leave a worker idle while another reads two batches.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise RegionError(f"batch_size: expected a positive integer, got {batch_size!r}")
     index = plan.scale_index(scale)
     rows = plan.tiles(index).sort_values(["l0_y", "l0_x"], kind="stable")  # neighbours share stored tiles
     boxes = plan.read_boxes(rows, index)
     ids = rows.tile_id.to_numpy(np.int64)
-    chunks = [(ids[start:start + batch_size], boxes[start:start + batch_size, :2])
-              for start in range(0, len(ids), batch_size)]
+    count = -(-len(ids) // batch_size)
+    count = min(len(ids), -(-count // workers) * workers)
+    bounds = np.linspace(0, len(ids), count + 1).round().astype(int)
+    chunks = [(ids[lo:hi], boxes[lo:hi, :2]) for lo, hi in zip(bounds[:-1], bounds[1:])]
     return plan.scales[index], chunks
 
 
@@ -100,7 +125,8 @@ def _read_and_apply(slide: Slide, tile_ids: np.ndarray, locations: np.ndarray, s
 
 
 def read_batches(slide: Slide | str | os.PathLike[str], plan: TilePlan, scale: int | Scale | str, *,
-                 batch_size: int = DEFAULT_BATCH_SIZE, transform: Transform | None = None) -> list[Any]:
+                 batch_size: int = DEFAULT_BATCH_SIZE, transform: Transform | None = None,
+                 workers: int = 1) -> list[Any]:
     """One Dask task per batch of tiles of ``scale``, each yielding a :class:`TileBatch`.
 
     Parameters
@@ -116,6 +142,8 @@ def read_batches(slide: Slide | str | os.PathLike[str], plan: TilePlan, scale: i
     transform : callable, optional
         Applied to each ``(N, H, W, 3)`` batch in the worker (e.g. a stain normaliser's
         ``transform``); must be picklable for process-based clusters.
+    workers : int
+        Tasks that will run at once; the batch count is rounded up to a multiple of it.
 
     Returns
     -------
@@ -126,7 +154,7 @@ def read_batches(slide: Slide | str | os.PathLike[str], plan: TilePlan, scale: i
 
     opened = _as_slide(slide)
     plan.check_slide(opened)
-    chosen, chunks = _batches(plan, scale, batch_size)
+    chosen, chunks = _batches(plan, scale, batch_size, workers)
     read = dask.delayed(_read_batch, pure=True)
     return [read(opened, ids, locations, chosen, transform) for ids, locations in chunks]
 
@@ -155,7 +183,7 @@ def map_batches(function: BatchFunction, slide: Slide | str | os.PathLike[str], 
 
     opened = _as_slide(slide)
     plan.check_slide(opened)
-    chosen, chunks = _batches(plan, scale, batch_size)
+    chosen, chunks = _batches(plan, scale, batch_size, parallelism(scheduler))
     apply = dask.delayed(_read_and_apply, pure=True)
     tasks = [apply(opened, ids, locations, chosen, transform, function) for ids, locations in chunks]
     if not tasks:

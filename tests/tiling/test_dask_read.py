@@ -106,3 +106,24 @@ def test_local_cluster_equals_serial(synthetic_svs, dask_client):
         expected = serial_means(slide, plan, 1)
     np.testing.assert_array_equal(result.tile_id.to_numpy(), expected.tile_id.to_numpy())
     np.testing.assert_allclose(result.value.to_numpy(), expected.value.to_numpy())
+
+
+def test_batches_are_even_and_fill_the_workers(array_case):
+    import dask
+
+    slide, plan = array_case
+    total = len(plan.tiles("fine"))
+    for batch_size, workers in [(10, 1), (total - 1, 2), (7, 3), (total, 4)]:
+        batches = dask.compute(*read_batches(slide, plan, "fine", batch_size=batch_size, workers=workers),
+                               scheduler="sync")
+        sizes = [len(b.tile_ids) for b in batches]
+        assert sum(sizes) == total and max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+        assert len(sizes) % workers == 0 or len(sizes) == total
+
+
+def test_parallelism_of_schedulers(dask_client):
+    from slidescope.tiling.dask_read import parallelism
+
+    assert parallelism("sync") == 1
+    assert parallelism(dask_client) == 1  # the test cluster: one worker, one thread
+    assert parallelism("threads") >= 1
