@@ -159,6 +159,7 @@ def tissue_mask_from_rgb(
         )
     artefacts = ink | dark_grey_mask(f, ihc=ihc) if reject_lines else ink
     candidate &= ~artefacts
+    del f, image  # colour planes are done with: free them before the morphology peaks
 
     mask = close(candidate, px["close_um"])
     mask &= ~artefacts  # closing may bridge back over thin ink or edges
