@@ -11,7 +11,7 @@
 from slidescope.wsi.errors import SlideError
 
 from .dask_read import DEFAULT_BATCH_SIZE, TileBatch, map_batches, read_batches
-from .overlay import COLORMAPS, OverlayError, overlay
+from .overlays import COLORMAPS, OverlayError, overlay
 from .plan import PLAN_COLUMNS, TilePlan, TilePlanError, plan_tiles
 from .scales import Scale, parse_scale
 from .stain import (
@@ -27,7 +27,7 @@ from .stain import (
     perturb_hed,
     rgb_to_hed,
 )
-from .stitch import MAX_IN_MEMORY_BYTES, StitchError, canvas_size, stitch
+from .stitching import MAX_IN_MEMORY_BYTES, StitchError, canvas_size, stitch
 from .tissue import METHODS, ImageTypeError, TissueMask, TissueMaskError, tissue_mask, tissue_mask_from_rgb
 
 __all__ = [

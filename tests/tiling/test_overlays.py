@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from slidescope.tiling.overlay import COLORMAPS, OverlayError, overlay
+from slidescope.tiling.overlays import COLORMAPS, OverlayError, overlay
 from slidescope.tiling.plan import plan_tiles
 from slidescope.tiling.scales import Scale
-from slidescope.tiling.stitch import StitchError, stitch
+from slidescope.tiling.stitching import StitchError, stitch
 from slidescope.wsi import SlideError, from_array
 
 

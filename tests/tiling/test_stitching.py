@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import zarr
 
-from slidescope.tiling import stitch as stitch_module
+from slidescope.tiling import stitching as stitch_module
 from slidescope.tiling.plan import TilePlanError, plan_tiles
 from slidescope.tiling.scales import Scale
-from slidescope.tiling.stitch import StitchError, canvas_size, stitch
+from slidescope.tiling.stitching import StitchError, canvas_size, stitch
 from slidescope.tiling.tissue import TissueMask
 from slidescope.wsi import SlideError, from_array
 

@@ -13,7 +13,7 @@ import numpy as np
 from slidescope.wsi import Slide
 from slidescope.wsi.atomic import atomic_path
 
-from .stitch import StitchError, _resize
+from .stitching import StitchError, _resize
 
 __all__ = ["COLORMAPS", "OverlayError", "overlay"]
 
