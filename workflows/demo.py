@@ -22,10 +22,23 @@ from .info import format_summary, slide_summary
 __all__ = ["run_demo"]
 
 
-def _tiles_per_second(read, count: int) -> float:
-    start = time.perf_counter()
-    read()
-    return count / (time.perf_counter() - start)
+#: Tiles per read_tiles call, as the tiling tasks use them.
+BATCH = 128
+
+
+def _tiles_per_second(read, count: int, rounds: int = 3) -> float:
+    """Best of ``rounds`` timings (the first warms the page cache and the decoder)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        read()
+        best = min(best, time.perf_counter() - start)
+    return count / best
+
+
+def _in_batches(read, locations: np.ndarray) -> None:
+    for start in range(0, len(locations), BATCH):
+        read(locations[start:start + BATCH])
 
 
 def run_demo(out_dir: Path, *, slides: int = 2, width: int = 12000, height: int = 9000, tiles: int = 512,
@@ -53,22 +66,24 @@ def run_demo(out_dir: Path, *, slides: int = 2, width: int = 12000, height: int 
             rng = np.random.default_rng(seed)
             grid = np.stack(np.meshgrid(np.arange(width // tile_w), np.arange(height // tile_h)), -1).reshape(-1, 2)
             picked = grid[rng.permutation(len(grid))[:tiles]] * (tile_w, tile_h)
-            figures["aligned"].append(
-                _tiles_per_second(lambda: slide.read_tiles(picked, (tile_w, tile_h)), len(picked)))
+            figures["aligned"].append(_tiles_per_second(
+                lambda: _in_batches(lambda chunk: slide.read_tiles(chunk, (tile_w, tile_h)), picked), len(picked)))
             corners = rng.integers(0, (width - 448, height - 448), size=(len(picked), 2))
-            figures["unaligned_0.5mpp"].append(
-                _tiles_per_second(lambda: slide.read_tiles(corners, (224, 224), mpp=0.5), len(corners)))
+            figures["unaligned_0.5mpp"].append(_tiles_per_second(
+                lambda: _in_batches(lambda chunk: slide.read_tiles(chunk, (224, 224), mpp=0.5), corners),
+                len(corners)))
             run_tiling_demo(slide, out_dir / path.stem, stream=stream)
             reference = openslide.OpenSlide(str(path))
             try:
                 figures["openslide_loop"].append(_tiles_per_second(
-                    lambda: [reference.read_region((int(x), int(y)), 0, (tile_w, tile_h)) for x, y in picked],
+                    lambda: [np.asarray(reference.read_region((int(x), int(y)), 0, (tile_w, tile_h)))[..., :3]
+                             for x, y in picked],
                     len(picked)))
             finally:
                 reference.close()
     summary = {name: float(np.mean(values)) for name, values in figures.items()}
     print(
-        f"read throughput (one thread): {summary['aligned']:.0f} tiles/s aligned "
+        f"read throughput (one thread, batches of {BATCH}, best of 3): {summary['aligned']:.0f} tiles/s aligned "
         f"({summary['aligned'] / summary['openslide_loop']:.1f}x an openslide.read_region loop at "
         f"{summary['openslide_loop']:.0f} tiles/s), {summary['unaligned_0.5mpp']:.0f} tiles/s for 224 px at 0.5 µm/px",
         file=stream,
