@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/tiling.py --setup-peer
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
