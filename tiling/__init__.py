@@ -8,7 +8,17 @@
 ...     means = map_batches(lambda images, ids: images.mean(axis=(1, 2, 3)), slide, plan, "tissue")
 """
 
-from slidescope.wsi.errors import SlideError
+from slidescope.wsi.errors import (
+    ClosedSlideError,
+    CorruptSlideError,
+    MissingMppError,
+    OutOfBoundsError,
+    RegionError,
+    ResolutionError,
+    SlideError,
+    SlideNotFoundError,
+    UnsupportedFormatError,
+)
 
 from .dask_read import DEFAULT_BATCH_SIZE, TileBatch, map_batches, read_batches
 from .overlays import COLORMAPS, OverlayError, overlay
@@ -31,7 +41,8 @@ from .stitching import MAX_IN_MEMORY_BYTES, StitchError, canvas_size, stitch
 from .tissue import METHODS, ImageTypeError, TissueMask, TissueMaskError, tissue_mask, tissue_mask_from_rgb
 
 __all__ = [
-    "SlideError",
+    "SlideError", "SlideNotFoundError", "UnsupportedFormatError", "CorruptSlideError", "MissingMppError",
+    "RegionError", "OutOfBoundsError", "ResolutionError", "ClosedSlideError",
     "Scale", "parse_scale", "TilePlan", "TilePlanError", "PLAN_COLUMNS", "plan_tiles",
     "TileBatch", "read_batches", "map_batches", "DEFAULT_BATCH_SIZE",
     "TissueMask", "TissueMaskError", "ImageTypeError", "METHODS", "tissue_mask", "tissue_mask_from_rgb",

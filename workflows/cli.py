@@ -16,7 +16,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    with open_slide(args.slide, backend=args.backend, mpp=args.mpp) as slide:
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp) as slide:
         summary = slide_summary(slide)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("slide", help="path of the slide file")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.add_argument("--backend", default="auto", help="auto (default), openslide or tiff")
-    info.add_argument("--mpp", type=float, default=None, help="µm per pixel of level 0, for files without it")
+    info.add_argument("--slide-mpp", type=float, default=None, help="µm per pixel of level 0, for files without it")
     info.set_defaults(run=_cmd_info)
 
     synth = commands.add_parser("synth", help="write a synthetic H&E-like Aperio SVS with ground truth")

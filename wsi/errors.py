@@ -47,7 +47,7 @@ class MissingMppError(SlideError):
     def __init__(self, path: str | PathLike[str]) -> None:
         super().__init__(
             f"{path}: the slide has no microns-per-pixel (mpp) metadata; pass it explicitly, "
-            f"e.g. open_slide({str(path)!r}, mpp=0.25) or `--mpp 0.25` on the command line"
+            f"e.g. open_slide({str(path)!r}, mpp=0.25) or `--slide-mpp 0.25` on the command line"
         )
         self.path = str(path)
 

@@ -77,3 +77,17 @@ def test_tile_errors(tmp_path, capsys):
     assert "finer than level 0" in capsys.readouterr().err
     assert main(["tile", str(path), "--scale", "abc", "--out", str(tmp_path / "p.parquet")]) == 2
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_slide_without_mpp_says_how_to_pass_it(tmp_path, capsys):
+    import tifffile
+
+    path = tmp_path / "nompp.tiff"
+    tifffile.imwrite(path, np.full((256, 256, 3), 200, np.uint8), tile=(64, 64), photometric="rgb")
+    assert main(["info", str(path)]) == 2
+    assert "--slide-mpp 0.25" in capsys.readouterr().err
+    assert main(["info", str(path), "--slide-mpp", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mpp"] == [0.5, 0.5]
+    assert main(["tile", str(path), "--slide-mpp", "0.5", "--mpp", "1.0", "--tile", "64", "--no-mask",
+                 "--out", str(tmp_path / "p.parquet")]) == 0
+    assert len(TilePlan.load(tmp_path / "p.parquet")) == 4

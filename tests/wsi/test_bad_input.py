@@ -126,3 +126,11 @@ def test_read_errors_name_the_file():
             slide.read_region((0, 0), (10, 10), mpp=0.1)
     with pytest.raises(ClosedSlideError, match="CMU-1-Small-Region.svs.*closed"):
         slide.read_region((0, 0), (10, 10))
+
+
+def test_dicom_openslide_cannot_read_gets_a_clear_error():
+    """A real DICOM WSI instance OpenSlide 4.0 rejects ("Couldn't get image flavor"): the error
+    names the file and OpenSlide's reason instead of failing later or silently."""
+    path = data_file("small_dicom.dcm")
+    with pytest.raises(SlideError, match=r"small_dicom.dcm.*image flavor"):
+        open_slide(path)
