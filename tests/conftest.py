@@ -31,6 +31,18 @@ def data_file(name: str) -> Path:
     return path
 
 
+def load_rgb(name: str):
+    """A shared-data image as ``(H, W, 3)`` uint8 RGB (alpha dropped), skipping when absent."""
+    import cv2
+    import numpy as np
+
+    path = data_file(name)
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, alpha dropped
+    if pixels is None:
+        pytest.skip(f"{path} is not a colour image OpenCV can read")
+    return np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
+
+
 @pytest.fixture(scope="session")
 def synthetic_svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated Aperio SVS with two levels (seeded, so identical every run)."""

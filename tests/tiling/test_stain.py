@@ -7,9 +7,7 @@ SLIDESCOPE_TEST_DATA (default <repo>/../shared/data); tests needing them skip wh
 from __future__ import annotations
 
 import json
-import os
 import pickle
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,23 +26,10 @@ from slidescope.tiling.stain import (
     perturb_hed,
     rgb_to_hed,
 )
+from tests.conftest import load_rgb
 from slidescope.wsi.errors import SlideError
 
-DATA_DIR = Path(
-    os.environ.get("SLIDESCOPE_TEST_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
-)
 NORMALIZERS = [MacenkoNormalizer, ReinhardNormalizer]
-
-
-def load_rgb(name: str) -> np.ndarray:
-    """A shared test image as uint8 RGB (alpha dropped), or skip the test."""
-    path = DATA_DIR / name
-    if not path.is_file():
-        pytest.skip(f"test image {path} not found (set SLIDESCOPE_TEST_DATA to the shared data folder)")
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.ndim != 3:
-        pytest.skip(f"{path} is not a colour image OpenCV can read")
-    return np.ascontiguousarray(cv2.cvtColor(pixels[..., :3], cv2.COLOR_BGR2RGB))
 
 
 @pytest.fixture(scope="module")

@@ -28,20 +28,9 @@ from slidescope.tiling.tissue import (
     tissue_mask,
     tissue_mask_from_rgb,
 )
+from tests.conftest import load_rgb
 from slidescope.wsi import ResolutionError, SlideError, from_array
 
-DATA = Path(
-    os.environ.get("SLIDESCOPE_TEST_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
-)
-
-
-def load_rgb(name: str) -> np.ndarray:
-    """A shared test image as (H, W, 3) uint8 RGB (alpha dropped), or skip."""
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"test image {path} not found (set SLIDESCOPE_TEST_DATA to the shared data folder)")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # drops alpha, BGR
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
