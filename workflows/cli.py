@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (SlideError, KeyError) as exc:
+    except (SlideError, KeyError, OSError) as exc:  # OSError: outputs that cannot be written
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"slidescope {args.command}: error: {message}", file=sys.stderr)
         return 2

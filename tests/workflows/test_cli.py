@@ -91,3 +91,13 @@ def test_slide_without_mpp_says_how_to_pass_it(tmp_path, capsys):
     assert main(["tile", str(path), "--slide-mpp", "0.5", "--mpp", "1.0", "--tile", "64", "--no-mask",
                  "--out", str(tmp_path / "p.parquet")]) == 0
     assert len(TilePlan.load(tmp_path / "p.parquet")) == 4
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    path = data_file("CMU-1-Small-Region.svs")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["tissue", str(path), "--out", str(blocker / "mask.png")]) == 2  # parent is a file
+    err = capsys.readouterr().err
+    assert "mask.png" in err or "file" in err
+    assert "Traceback" not in err and err.count("\n") == 1
