@@ -42,6 +42,12 @@ class StainNormalizer(ABC):
         """True once ``fit`` or ``from_dict`` has set the reference parameters."""
         return self._fitted
 
+    def _fitted_copy(self, value: np.ndarray | None, name: str) -> np.ndarray:
+        """A copy of fitted parameter ``name``, or StainNotFittedError before ``fit``."""
+        if value is None:
+            raise StainNotFittedError(f"{type(self).__name__}.{name}: not fitted; call fit() first")
+        return value.copy()
+
     def fit(self: _Self, reference: object) -> _Self:
         """Estimate the reference parameters from tissue pixels; returns ``self``.
 

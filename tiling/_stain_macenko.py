@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._stain_base import StainNormalizer
-from ._stain_checks import StainError, StainNotFittedError, check_range, dict_array
+from ._stain_checks import StainError, check_range, dict_array
 from ._stain_optics import od_to_rgb, optical_density
 
 __all__ = ["MacenkoNormalizer", "estimate_macenko", "stain_angle_deg"]
@@ -115,18 +115,12 @@ class MacenkoNormalizer(StainNormalizer):
     @property
     def stain_matrix(self) -> np.ndarray:
         """(2, 3) reference stain vectors: rows haematoxylin, eosin; columns R, G, B OD."""
-        if self._stain_matrix is None:
-            raise StainNotFittedError(f"{type(self).__name__}.stain_matrix: not fitted; call fit() first")
-        return self._stain_matrix.copy()
+        return self._fitted_copy(self._stain_matrix, "stain_matrix")
 
     @property
     def max_concentrations(self) -> np.ndarray:
         """(2,) reference robust maximum concentrations of haematoxylin and eosin."""
-        if self._max_concentrations is None:
-            raise StainNotFittedError(
-                f"{type(self).__name__}.max_concentrations: not fitted; call fit() first"
-            )
-        return self._max_concentrations.copy()
+        return self._fitted_copy(self._max_concentrations, "max_concentrations")
 
     def _config(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ._stain_base import StainNormalizer
-from ._stain_checks import StainError, StainNotFittedError, check_range, dict_array
+from ._stain_checks import StainError, check_range, dict_array
 
 __all__ = ["ReinhardNormalizer"]
 
@@ -105,16 +105,12 @@ class ReinhardNormalizer(StainNormalizer):
     @property
     def lab_means(self) -> np.ndarray:
         """(3,) reference means of L*, a*, b*."""
-        if self._means is None:
-            raise StainNotFittedError(f"{type(self).__name__}.lab_means: not fitted; call fit() first")
-        return self._means.copy()
+        return self._fitted_copy(self._means, "lab_means")
 
     @property
     def lab_stds(self) -> np.ndarray:
         """(3,) reference standard deviations of L*, a*, b*."""
-        if self._stds is None:
-            raise StainNotFittedError(f"{type(self).__name__}.lab_stds: not fitted; call fit() first")
-        return self._stds.copy()
+        return self._fitted_copy(self._stds, "lab_stds")
 
     def _config(self) -> dict[str, Any]:
         return {
