@@ -49,8 +49,18 @@ class TileBatch:
     images: np.ndarray
 
 
-def _as_slide(slide: Slide | str | os.PathLike[str]) -> Slide:
-    return slide if isinstance(slide, Slide) else open_slide(slide)
+def _task_slide(slide: Slide | str | os.PathLike[str], plan: TilePlan) -> Slide:
+    """The slide the tasks carry, checked against the plan.
+
+    A path is opened here only to check it, then closed; tasks get a lazy copy that opens
+    through the per-process cache, so repeated calls with paths leak no file handles.
+    """
+    if isinstance(slide, Slide):
+        plan.check_slide(slide)
+        return slide
+    with open_slide(slide) as opened:
+        plan.check_slide(opened)
+        return opened.lazy_copy()
 
 
 def parallelism(scheduler: Any) -> int:
@@ -152,8 +162,7 @@ def read_batches(slide: Slide | str | os.PathLike[str], plan: TilePlan, scale: i
     """
     import dask
 
-    opened = _as_slide(slide)
-    plan.check_slide(opened)
+    opened = _task_slide(slide, plan)
     chosen, chunks = _batches(plan, scale, batch_size, workers)
     read = dask.delayed(_read_batch, pure=True)
     return [read(opened, ids, locations, chosen, transform) for ids, locations in chunks]
@@ -181,8 +190,7 @@ def map_batches(function: BatchFunction, slide: Slide | str | os.PathLike[str], 
     """
     import dask
 
-    opened = _as_slide(slide)
-    plan.check_slide(opened)
+    opened = _task_slide(slide, plan)
     chosen, chunks = _batches(plan, scale, batch_size, parallelism(scheduler))
     apply = dask.delayed(_read_and_apply, pure=True)
     tasks = [apply(opened, ids, locations, chosen, transform, function) for ids, locations in chunks]

@@ -70,7 +70,7 @@ class _BackendCache:
         with self._lock:
             self._items[key] = backend
             while len(self._items) > self._size:
-                self._items.popitem(last=False)  # dropped handles close when no slide uses them
+                self._items.popitem(last=False)  # closed by SlideBackend.__del__ once no slide uses it
         return backend
 
 
@@ -150,6 +150,15 @@ class Slide:
             self._backend_obj.close()
         self._backend_obj = None
         self._closed = True
+
+    def lazy_copy(self) -> "Slide":
+        """A handle on the same slide that opens (via the per-process cache) on first use.
+
+        What travels into Dask tasks: unlike this slide, it does not close when this one does.
+        """
+        if self._closed:
+            raise ClosedSlideError(f"{self.path}: the slide is closed; open it again to read it")
+        return Slide(self._spec)
 
     @property
     def closed(self) -> bool:

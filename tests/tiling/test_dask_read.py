@@ -127,3 +127,33 @@ def test_parallelism_of_schedulers(dask_client):
     assert parallelism("sync") == 1
     assert parallelism(dask_client) == 1  # the test cluster: one worker, one thread
     assert parallelism("threads") >= 1
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="counts open descriptors via /proc")
+def test_paths_leak_no_file_handles(synthetic_svs):
+    """A batch run calls map_batches with paths for hundreds of slides: handles must not pile up."""
+    import gc
+    import os
+
+    with open_slide(synthetic_svs) as slide:
+        plan = plan_tiles(slide, None, Scale(4.0, 64))
+    map_batches(batch_means, str(synthetic_svs), plan, 0, scheduler="sync")  # warm the process cache
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        map_batches(batch_means, str(synthetic_svs), plan, 0, scheduler="sync")
+        read_batches(str(synthetic_svs), plan, 0)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) - before <= 2
+
+
+def test_dropped_backends_close_their_files(synthetic_svs):
+    import gc
+    import os
+
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        open_slide(synthetic_svs).read_region((0, 0), (8, 8))  # never closed by the caller
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) - before <= 2

@@ -66,4 +66,12 @@ class SlideBackend(ABC):
         return f"{self.name}:{self.path}"
 
     def close(self) -> None:  # noqa: B027 - backends without handles need no close
-        """Release file handles."""
+        """Release file handles; safe to call more than once."""
+
+    def __del__(self) -> None:
+        # A backend dropped from the per-process cache (or never closed by its caller) must not
+        # keep its file descriptor: a batch over hundreds of slides would run out of them.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown or a half-built backend
+            pass

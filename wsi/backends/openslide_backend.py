@@ -115,4 +115,6 @@ class OpenSlideBackend(SlideBackend):
         return composite_on_white(np.asarray(image.convert("RGBA")))
 
     def close(self) -> None:
-        self._slide.close()
+        slide, self._slide = getattr(self, "_slide", None), None
+        if slide is not None:
+            slide.close()

@@ -311,7 +311,8 @@ class TiffBackend(SlideBackend):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
             self._fd = None
-        self._tiff.close()
+        if getattr(self, "_tiff", None) is not None:
+            self._tiff.close()
 
 
 def _positive_float(value: str | None) -> float | None:
