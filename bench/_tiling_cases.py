@@ -30,6 +30,14 @@ __all__ = ["mask_times", "scaling", "end_to_end", "memory_case", "peer_compariso
 HERE = Path(__file__).resolve().parent
 
 
+def _measured(run: Any, times: list[float], busy_elsewhere: list[float]) -> Any:
+    """Run ``run() -> (result, seconds)``; record its seconds and the cores other programs kept busy."""
+    watch = work.CpuWatch()
+    result, seconds = run()
+    times.append(seconds)
+    busy_elsewhere.append(watch.outside_cores())
+    return result
+
 def mask_times(path: Path, repeat: int) -> dict[str, Any]:
     """(4) ``tissue_mask(slide)`` on an open slide, ``repeat`` times (the first call included)."""
     with open_slide(path) as slide:
@@ -67,14 +75,9 @@ def scaling(path: Path, scale: Scale, batch_size: int, repeat: int, log: Callabl
             work.warm_workers(client, slide, plan)
             reference, _ = work.plain_loop(slide, plan, 0, batch_size)  # warm this process alike
             for k in range(repeat):
-                watch = work.CpuWatch()
-                table, seconds = work.plain_loop(slide, plan, 0, batch_size)
-                loop_times.append(seconds)
-                outside["loop"].append(watch.outside_cores())
-                watch = work.CpuWatch()
-                dask_table, seconds = work.timed_map_batches(client, slide, plan, 0, batch_size)
-                one_times.append(seconds)
-                outside["dask1"].append(watch.outside_cores())
+                table = _measured(lambda: work.plain_loop(slide, plan, 0, batch_size), loop_times, outside["loop"])
+                dask_table = _measured(lambda: work.timed_map_batches(client, slide, plan, 0, batch_size),
+                                       one_times, outside["dask1"])
                 log(f"    run {k + 1}: loop {loop_times[-1]:.2f} s, dask 1 worker {one_times[-1]:.2f} s "
                     f"(other programs busy: {outside['loop'][-1]:.2f}, {outside['dask1'][-1]:.2f} cores)")
             out["same_results"] = _same_values(reference, dask_table) and _same_values(reference, table)
@@ -88,10 +91,8 @@ def scaling(path: Path, scale: Scale, batch_size: int, repeat: int, log: Callabl
         try:
             work.warm_workers(client, slide, plan)
             for k in range(repeat):
-                watch = work.CpuWatch()
-                _, seconds = work.timed_map_batches(client, slide, plan, 0, batch_size)
-                two_times.append(seconds)
-                outside["dask2"].append(watch.outside_cores())
+                _measured(lambda: work.timed_map_batches(client, slide, plan, 0, batch_size),
+                          two_times, outside["dask2"])
                 log(f"    run {k + 1}: dask 2 workers {two_times[-1]:.2f} s "
                     f"(other programs busy: {outside['dask2'][-1]:.2f} cores)")
         finally:
