@@ -23,24 +23,38 @@ def data_dir() -> Path:
     return folder
 
 
-def data_file(name: str) -> Path:
-    """A file of the shared data folder, skipping the test when it is absent."""
+def _data_file(name: str) -> Path:
     path = shared_data_dir() / name
     if not path.exists():
         pytest.skip(f"test data file {path} not found (set SLIDESCOPE_TEST_DATA)")
     return path
 
 
-def load_rgb(name: str):
-    """A shared-data image as ``(H, W, 3)`` uint8 RGB (alpha dropped), skipping when absent."""
+def _load_rgb(name: str):
     import cv2
     import numpy as np
 
-    path = data_file(name)
+    path = _data_file(name)
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, alpha dropped
     if pixels is None:
         pytest.skip(f"{path} is not a colour image OpenCV can read")
     return np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
+
+
+@pytest.fixture(scope="session")
+def data_file():
+    """``data_file(name)``: a file of the shared data folder, skipping the test when it is absent.
+
+    A fixture rather than an importable helper, so that plain ``pytest`` from the repository
+    root works (nothing imports ``tests.conftest``).
+    """
+    return _data_file
+
+
+@pytest.fixture(scope="session")
+def load_rgb():
+    """``load_rgb(name)``: a shared-data image as ``(H, W, 3)`` uint8 RGB (alpha dropped), skipping when absent."""
+    return _load_rgb
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from ._pen import dark_grey_mask, ink_mask
 from ._tissue_color import check_rgb, clamped_otsu, color_features
 from ._tissue_errors import ImageTypeError, TissueMaskError, check_mpp, check_non_negative
 from ._tissue_mask import TissueMask
-from ._tissue_read import read_whole_slide
+from slidescope.wsi.whole_slide import read_whole_slide
 
 __all__ = [
     "TissueMask",

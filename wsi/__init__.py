@@ -6,15 +6,21 @@
 """
 
 from .errors import (
-    ClosedSlideError,
-    CorruptSlideError,
-    MissingMppError,
-    OutOfBoundsError,
-    RegionError,
-    ResolutionError,
     SlideError,
     SlideNotFoundError,
+    SlideAccessError,
+    SlidePermissionError,
     UnsupportedFormatError,
+    CorruptSlideError,
+    MissingMppError,
+    AssociatedImageNotFoundError,
+    ParameterError,
+    RegionError,
+    OutOfBoundsError,
+    ResolutionError,
+    ClosedSlideError,
+    OutputError,
+    OutputExistsError,
 )
 from .levels import Level, SlideInfo
 from .open import BACKENDS, from_array, open_slide
@@ -29,11 +35,17 @@ __all__ = [
     "BACKENDS",
     "SlideError",
     "SlideNotFoundError",
+    "SlideAccessError",
+    "SlidePermissionError",
     "UnsupportedFormatError",
     "CorruptSlideError",
     "MissingMppError",
+    "AssociatedImageNotFoundError",
+    "ParameterError",
     "RegionError",
     "OutOfBoundsError",
     "ResolutionError",
     "ClosedSlideError",
+    "OutputError",
+    "OutputExistsError",
 ]

@@ -15,13 +15,19 @@ from os import PathLike
 __all__ = [
     "SlideError",
     "SlideNotFoundError",
+    "SlideAccessError",
+    "SlidePermissionError",
     "UnsupportedFormatError",
     "CorruptSlideError",
     "MissingMppError",
+    "AssociatedImageNotFoundError",
+    "ParameterError",
     "RegionError",
     "OutOfBoundsError",
     "ResolutionError",
     "ClosedSlideError",
+    "OutputError",
+    "OutputExistsError",
 ]
 
 
@@ -31,6 +37,15 @@ class SlideError(ValueError):
 
 class SlideNotFoundError(SlideError, FileNotFoundError):
     """The slide path does not exist (or is a directory where a file was expected)."""
+
+
+class SlideAccessError(SlideError, OSError):
+    """The path exists but cannot be read as a slide: not a regular file (a FIFO, a socket, a
+    device), a symbolic-link loop, or no permission to read it."""
+
+
+class SlidePermissionError(SlideAccessError, PermissionError):
+    """The slide (or a file it needs) exists but this process may not read it."""
 
 
 class UnsupportedFormatError(SlideError):
@@ -52,17 +67,39 @@ class MissingMppError(SlideError):
         self.path = str(path)
 
 
-class RegionError(SlideError):
-    """A region request is malformed: zero or negative size, bad level, bad arguments."""
+class AssociatedImageNotFoundError(SlideError, KeyError):
+    """The slide has no associated image of that name (``label``, ``macro``, ``thumbnail``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ParameterError(SlideError):
+    """A parameter has the wrong type or value: a bool or a string for a number, NaN, out of range.
+
+    Raised by the ``parse_*`` functions of :mod:`slidescope.wsi.validation`.
+    """
+
+
+class RegionError(ParameterError):
+    """A region request is malformed: zero, negative or absurd size, bad level, bad locations."""
 
 
 class OutOfBoundsError(RegionError, IndexError):
     """A requested region lies wholly outside the slide."""
 
 
-class ResolutionError(RegionError):
-    """A requested resolution cannot be served (finer than level 0, non-positive...)."""
+class ResolutionError(ParameterError):
+    """A requested resolution is malformed or cannot be served (finer than level 0, non-positive...)."""
 
 
 class ClosedSlideError(SlideError):
     """An operation was attempted on a slide after ``close()``."""
+
+
+class OutputError(SlideError, OSError):
+    """An output cannot be written where asked (its folder is missing, it would replace an input...)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output path holds something that is not this command's own kind of output."""

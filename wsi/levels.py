@@ -21,8 +21,9 @@ class Level:
         ``(width, height)`` of the level in its own pixels.
     downsample : float
         Level-0 pixels per level pixel (OpenSlide's definition: the mean over both axes).
-    mpp : tuple[float, float]
-        Microns per pixel ``(x, y)`` of this level.
+    mpp : tuple[float, float] or None
+        Microns per pixel ``(x, y)`` of this level (None only on a slide opened with
+        ``require_mpp=False`` whose file does not say).
     tile_size : tuple[int, int] or None
         ``(width, height)`` of the stored tiles, when the level is tiled.
     """
@@ -30,7 +31,7 @@ class Level:
     index: int
     dimensions: tuple[int, int]
     downsample: float
-    mpp: tuple[float, float]
+    mpp: tuple[float, float] | None
     tile_size: tuple[int, int] | None = None
 
     @property

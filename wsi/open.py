@@ -14,7 +14,7 @@ from .backends.base import SlideBackend
 from .backends.openslide_backend import OpenSlideBackend
 from .backends.tiff_backend import TiffBackend
 from .errors import SlideError, SlideNotFoundError, UnsupportedFormatError
-from .geometry import parse_mpp
+from .validation import parse_mpp
 from .slide import Slide, SlideSpec
 
 __all__ = ["open_slide", "from_array", "BACKENDS", "FAST_TIFF_VENDORS"]
@@ -66,7 +66,9 @@ def _open_auto(path: str) -> SlideBackend:
     return fast
 
 
-def open_slide(path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any = None) -> Slide:
+def open_slide(
+    path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any = None, require_mpp: bool = True
+) -> Slide:
     """Open a whole-slide image.
 
     Parameters
@@ -78,6 +80,11 @@ def open_slide(path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any 
     mpp : float or (float, float), optional
         Microns per pixel of level 0; overrides the metadata, and is required when the file
         has none.
+    require_mpp : bool
+        When True (the default) a file without mpp metadata and no ``mpp=`` raises
+        :class:`MissingMppError`. When False it opens with ``slide.mpp`` and every ``Level.mpp``
+        ``None``: reads by ``level=`` work, anything that needs a resolution raises
+        :class:`MissingMppError` (what ``slidescope info`` uses to describe such a file).
 
     Returns
     -------
@@ -96,7 +103,7 @@ def open_slide(path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any 
     else:
         raise SlideError(f"backend: expected one of auto, {', '.join(BACKENDS)}; got {backend!r}")
     try:
-        return Slide(SlideSpec(type(opened), opened.reopen_args(), override), opened)
+        return Slide(SlideSpec(type(opened), opened.reopen_args(), override, bool(require_mpp)), opened)
     except BaseException:
         opened.close()
         raise

@@ -19,7 +19,8 @@ import numpy as np
 
 from .backends.base import Box, SlideBackend
 from .errors import ClosedSlideError, MissingMppError, RegionError
-from .geometry import best_level_for_mpp, clip_box, parse_locations, parse_mpp, parse_size
+from .geometry import best_level_for_mpp, clip_box
+from .validation import parse_locations, parse_mpp, parse_size
 from .levels import Level, SlideInfo
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class SlideSpec:
     backend: type[SlideBackend]
     args: tuple[Any, ...]
     mpp: tuple[float, float] | None = None
+    require_mpp: bool = True
 
     def open(self) -> SlideBackend:
         return self.backend(*self.args)
@@ -137,10 +139,10 @@ class Slide:
 
     def _build_levels(self, info: SlideInfo) -> tuple[Level, ...]:
         mpp = self._spec.mpp or info.mpp
-        if mpp is None:
+        if mpp is None and self._spec.require_mpp:
             raise MissingMppError(self.path)
         return tuple(
-            Level(i, dims, ds, (mpp[0] * ds, mpp[1] * ds), tile)
+            Level(i, dims, ds, None if mpp is None else (mpp[0] * ds, mpp[1] * ds), tile)
             for i, (dims, ds, tile) in enumerate(zip(info.level_dimensions, info.level_downsamples, info.tile_sizes))
         )
 
@@ -208,9 +210,18 @@ class Slide:
         return self.levels[0].dimensions
 
     @property
-    def mpp(self) -> tuple[float, float]:
-        """Microns per pixel ``(x, y)`` of level 0 (the caller's ``mpp=`` wins over metadata)."""
+    def mpp(self) -> tuple[float, float] | None:
+        """Microns per pixel ``(x, y)`` of level 0 (the caller's ``mpp=`` wins over metadata).
+
+        ``None`` only for a slide opened with ``require_mpp=False`` whose file does not say.
+        """
         return self.levels[0].mpp
+
+    def _require_mpp(self) -> tuple[float, float]:
+        mpp = self.levels[0].mpp
+        if mpp is None:
+            raise MissingMppError(self.path)
+        return mpp
 
     @property
     def objective_power(self) -> float | None:
@@ -233,6 +244,7 @@ class Slide:
 
     def best_level_for_mpp(self, mpp: float) -> Level:
         """The coarsest stored level at least as fine as ``mpp`` µm/px."""
+        self._require_mpp()
         return best_level_for_mpp(self.levels, parse_mpp(mpp)[0], self.path)
 
     # -- pixels ------------------------------------------------------------------------------
@@ -244,6 +256,7 @@ class Slide:
             raise RegionError(f"{self.path}: pass either level= or mpp=, not both (got level={level}, mpp={mpp})")
         if mpp is not None:
             target_x, target_y = parse_mpp(mpp)
+            self._require_mpp()
             chosen = best_level_for_mpp(levels, target_x, self.path)
             return chosen, target_x / chosen.mpp[0], target_y / chosen.mpp[1]
         index = 0 if level is None else level

@@ -26,29 +26,28 @@ from slidescope.tiling.stain import (
     perturb_hed,
     rgb_to_hed,
 )
-from tests.conftest import load_rgb
 from slidescope.wsi.errors import SlideError
 
 NORMALIZERS = [MacenkoNormalizer, ReinhardNormalizer]
 
 
 @pytest.fixture(scope="module")
-def source() -> np.ndarray:
+def source(load_rgb) -> np.ndarray:
     return load_rgb("source.png")  # torchstain's pale, pink source (584x438)
 
 
 @pytest.fixture(scope="module")
-def target() -> np.ndarray:
+def target(load_rgb) -> np.ndarray:
     return load_rgb("target.png")  # torchstain's target (587x441)
 
 
 @pytest.fixture(scope="module")
-def lung() -> np.ndarray:
+def lung(load_rgb) -> np.ndarray:
     return load_rgb("tcga-lung-rgb.png")  # 512x512 H&E with ~8% glass background
 
 
 @pytest.fixture(scope="module")
-def tile_batch() -> np.ndarray:
+def tile_batch(load_rgb) -> np.ndarray:
     """Five 256x256 real tiles of different stainings, one of them blank glass."""
     tiles = [
         load_rgb("source_image.png"),
@@ -138,7 +137,7 @@ def test_macenko_fitted_parameters(lung: np.ndarray) -> None:
     ("source_name", "target_name"),
     [("source.png", "target.png"), ("source_image.png", "target_image.png")],
 )
-def test_macenko_moves_stains_and_concentrations_to_target(source_name: str, target_name: str) -> None:
+def test_macenko_moves_stains_and_concentrations_to_target(source_name: str, target_name: str, load_rgb) -> None:
     source_image, target_image = load_rgb(source_name), load_rgb(target_name)
     target_fit = MacenkoNormalizer().fit(target_image)
     before = MacenkoNormalizer().fit(source_image)
@@ -248,7 +247,7 @@ def test_use_before_fit_raises(cls: type, tile_batch: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("cls", NORMALIZERS)
-def test_fit_on_blank_reference_raises(cls: type) -> None:
+def test_fit_on_blank_reference_raises(cls: type, load_rgb) -> None:
     blank = load_rgb("histolab-tiles/almost-white-1.png")
     with pytest.raises(StainError, match=r"expected at least \d+ tissue pixels.*got 0 of"):
         cls().fit(blank)

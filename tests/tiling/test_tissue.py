@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from slidescope.tiling import _tissue_read
+from slidescope.wsi import whole_slide as _tissue_read
 from slidescope.tiling.tissue import (
     ImageTypeError,
     TissueMask,
@@ -28,7 +28,6 @@ from slidescope.tiling.tissue import (
     tissue_mask,
     tissue_mask_from_rgb,
 )
-from tests.conftest import load_rgb
 from slidescope.wsi import ResolutionError, SlideError, from_array
 
 
@@ -71,7 +70,7 @@ NO_TISSUE = [  # (file, mpp, method)
 
 
 @pytest.mark.parametrize("name, mpp, method", NO_TISSUE)
-def test_no_tissue_images_give_almost_no_tissue(name: str, mpp: float, method: str) -> None:
+def test_no_tissue_images_give_almost_no_tissue(name: str, mpp: float, method: str, load_rgb) -> None:
     rgb = load_rgb(name)
     mask = tissue_mask_from_rgb(rgb, mpp, method=method)
     assert mask.dtype == np.bool_ and mask.shape == rgb.shape[:2]
@@ -98,7 +97,7 @@ TISSUE = [  # (file, mpp, method, lowest expected tissue fraction)
 
 
 @pytest.mark.parametrize("name, mpp, method, lowest", TISSUE)
-def test_tissue_images_give_high_tissue_fraction(name: str, mpp: float, method: str, lowest: float) -> None:
+def test_tissue_images_give_high_tissue_fraction(name: str, mpp: float, method: str, lowest: float, load_rgb) -> None:
     rgb = load_rgb(name)
     mask = tissue_mask_from_rgb(rgb, mpp, method=method)
     assert mask.dtype == np.bool_ and mask.shape == rgb.shape[:2]
@@ -136,7 +135,7 @@ PEN = [  # (file, mpp, ink colour, lowest fraction of the H&E pixels kept)
 
 
 @pytest.mark.parametrize("name, mpp, colour, kept", PEN)
-def test_pen_pixels_are_rejected_and_tissue_kept(name: str, mpp: float, colour: str, kept: float | None) -> None:
+def test_pen_pixels_are_rejected_and_tissue_kept(name: str, mpp: float, colour: str, kept: float | None, load_rgb) -> None:
     rgb = load_rgb(name)
     pen = _independent_pen_pixels(rgb, colour)
     assert pen.mean() > 0.01, "the independent rule should find the ink"
@@ -149,7 +148,7 @@ def test_pen_pixels_are_rejected_and_tissue_kept(name: str, mpp: float, colour: 
         assert mask[he].mean() >= kept, f"{name}: only {mask[he].mean():.1%} of the H&E pixels kept"
 
 
-def test_coverslip_edge_line_is_rejected_he() -> None:
+def test_coverslip_edge_line_is_rejected_he(load_rgb) -> None:
     rgb = load_rgb("histoqc/coverslip_edge_he/coverslip_edge.png")
     mask = tissue_mask_from_rgb(rgb, 10.0)
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
@@ -160,14 +159,14 @@ def test_coverslip_edge_line_is_rejected_he() -> None:
     assert mask.mean() >= 0.35  # the section itself (about half the picture)
 
 
-def test_coverslip_edge_band_is_rejected_ihc() -> None:
+def test_coverslip_edge_band_is_rejected_ihc(load_rgb) -> None:
     rgb = load_rgb("histoqc/coverslip_edge_ihc/coverslip_edge.png")
     mask = tissue_mask_from_rgb(rgb, 10.0, method="ihc")
     assert mask[:60].mean() <= 0.01  # dirty band and edge line along the top
     assert mask[240:, 580:890].mean() >= 0.3  # the larger piece (DAB and pale haematoxylin)
 
 
-def test_ihc_thumbnail_finds_the_small_piece() -> None:
+def test_ihc_thumbnail_finds_the_small_piece(load_rgb) -> None:
     rgb = load_rgb("kidney-48-5.tif")
     mask = tissue_mask_from_rgb(rgb, 8.0, method="ihc")
     assert 0.001 <= mask.mean() <= 0.02
@@ -359,7 +358,7 @@ def test_polygons_rasterise_back_to_the_mask(blob_mask: TissueMask) -> None:
     assert len(big) == 3
 
 
-def test_polygons_of_a_real_mask_rasterise_back() -> None:
+def test_polygons_of_a_real_mask_rasterise_back(load_rgb) -> None:
     rgb = load_rgb("histoqc/pen/pen_green.png")
     mask = tissue_mask_from_rgb(rgb, 10.0)
     tm = TissueMask.from_array(mask, 10.0, (rgb.shape[1] * 40, rgb.shape[0] * 40))
@@ -527,7 +526,7 @@ def test_generated_slide_with_pen_iou_with_truth(generated) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SLIDESCOPE_SLOW") != "1", reason="timing run; set SLIDESCOPE_SLOW=1")
-def test_mask_of_a_100k_pixel_slide_takes_under_a_second() -> None:
+def test_mask_of_a_100k_pixel_slide_takes_under_a_second(load_rgb) -> None:
     rgb = cv2.resize(load_rgb("histoqc/pen/pen_red.png"), (3125, 3125), interpolation=cv2.INTER_CUBIC)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)

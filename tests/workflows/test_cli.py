@@ -10,10 +10,9 @@ import pytest
 
 from slidescope.tiling.plan import TilePlan
 from slidescope.workflows.cli import main
-from tests.conftest import data_file
 
 
-def test_info_table(capsys):
+def test_info_table(capsys, data_file):
     path = data_file("CMU-1-Small-Region.svs")
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
@@ -21,7 +20,7 @@ def test_info_table(capsys):
     assert "label (387x463)" in out
 
 
-def test_info_json(capsys):
+def test_info_json(capsys, data_file):
     path = data_file("test3-DAPI-2-(387).ndpi")
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -34,7 +33,7 @@ def test_info_json(capsys):
     ("broken.svs", "broken.svs: no backend can read this file"),
     ("unopenable.tiff", "unopenable.tiff"),
 ])
-def test_info_errors_exit_2_with_one_line(capsys, name, message):
+def test_info_errors_exit_2_with_one_line(capsys, name, message, data_file):
     assert main(["info", str(data_file(name))]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
@@ -54,7 +53,7 @@ def test_synth_then_info(tmp_path, capsys):
     assert info["vendor"] == "aperio" and info["dimensions"] == [1500, 1000]
 
 
-def test_tissue_and_tile(tmp_path, capsys):
+def test_tissue_and_tile(tmp_path, capsys, data_file):
     path = data_file("CMU-1-Small-Region.svs")
     mask_png = tmp_path / "mask.png"
     assert main(["tissue", str(path), "--out", str(mask_png), "--mpp", "8"]) == 0
@@ -69,7 +68,7 @@ def test_tissue_and_tile(tmp_path, capsys):
     assert plan.scales[1].overlap == 16 and plan.slide.path == str(path)
 
 
-def test_tile_errors(tmp_path, capsys):
+def test_tile_errors(tmp_path, capsys, data_file):
     path = data_file("CMU-1-Small-Region.svs")
     assert main(["tile", str(path), "--out", str(tmp_path / "p.parquet")]) == 2
     assert "expected --mpp" in capsys.readouterr().err
@@ -93,7 +92,7 @@ def test_slide_without_mpp_says_how_to_pass_it(tmp_path, capsys):
     assert len(TilePlan.load(tmp_path / "p.parquet")) == 4
 
 
-def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+def test_unwritable_output_is_a_one_line_error(tmp_path, capsys, data_file):
     path = data_file("CMU-1-Small-Region.svs")
     blocker = tmp_path / "file"
     blocker.write_text("x")

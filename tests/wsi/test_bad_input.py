@@ -21,7 +21,6 @@ from slidescope.wsi import (
     UnsupportedFormatError,
     open_slide,
 )
-from tests.conftest import data_file
 
 
 def test_errors_subclass_the_matching_builtins():
@@ -64,20 +63,20 @@ def test_empty_file(tmp_path: Path):
         open_slide(empty)
 
 
-def test_broken_svs():
+def test_broken_svs(data_file):
     path = data_file("broken.svs")
     with pytest.raises(UnsupportedFormatError, match="broken.svs"):
         open_slide(path)
 
 
-def test_unopenable_tiff_names_the_compression():
+def test_unopenable_tiff_names_the_compression(data_file):
     path = data_file("unopenable.tiff")
     with pytest.raises(UnsupportedFormatError, match=r"unopenable.tiff.*compression.*52479"):
         open_slide(path)
 
 
 @pytest.mark.parametrize("backend", ["auto", "tiff", "openslide"])
-def test_unreadable_svs_fails_on_read_naming_the_file(backend):
+def test_unreadable_svs_fails_on_read_naming_the_file(backend, data_file):
     path = data_file("unreadable.svs")
     with open_slide(path, backend=backend) as slide:
         with pytest.raises(CorruptSlideError, match="unreadable.svs"):
@@ -107,13 +106,13 @@ def test_no_mpp_metadata_tells_how_to_pass_it(tmp_path: Path):
         assert slide.read_region((0, 0), (8, 8)).mean() == 200
 
 
-def test_unknown_backend(tmp_path: Path):
+def test_unknown_backend(tmp_path: Path, data_file):
     path = data_file("small.svs")
     with pytest.raises(SlideError, match="backend.*'pil'"):
         open_slide(path, backend="pil")
 
 
-def test_read_errors_name_the_file():
+def test_read_errors_name_the_file(data_file):
     path = data_file("CMU-1-Small-Region.svs")
     with open_slide(path) as slide:
         with pytest.raises(OutOfBoundsError, match="CMU-1-Small-Region.svs"):
@@ -128,7 +127,7 @@ def test_read_errors_name_the_file():
         slide.read_region((0, 0), (10, 10))
 
 
-def test_dicom_openslide_cannot_read_gets_a_clear_error():
+def test_dicom_openslide_cannot_read_gets_a_clear_error(data_file):
     """A real DICOM WSI instance OpenSlide 4.0 rejects ("Couldn't get image flavor"): the error
     names the file and OpenSlide's reason instead of failing later or silently."""
     path = data_file("small_dicom.dcm")

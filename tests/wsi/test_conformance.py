@@ -14,7 +14,6 @@ import openslide
 import pytest
 
 from slidescope.wsi import open_slide
-from tests.conftest import data_file
 
 #: Mean absolute difference per channel allowed between two JPEG decoders.
 JPEG_TOLERANCE = 1.5
@@ -37,7 +36,7 @@ SYNTHETIC_CASES = [("synthetic_svs", "tiff"), ("synthetic_svs", "openslide"),
 
 
 @pytest.fixture(params=REAL_CASES + SYNTHETIC_CASES, ids=lambda case: f"{case[0]}-{case[1]}")
-def case(request):
+def case(request, data_file):
     name, backend = request.param
     path = request.getfixturevalue(name) if name.startswith("synthetic") else data_file(name)
     with open_slide(path, backend=backend) as slide, openslide.OpenSlide(str(path)) as reference:
@@ -142,14 +141,14 @@ def test_read_inside_dask_worker_process(backend, synthetic_svs, dask_client):
         np.testing.assert_array_equal(remote, slide.read_region((0, 0), level.dimensions, level=level.index))
 
 
-def test_auto_prefers_the_tiff_backend_for_aperio(synthetic_svs):
+def test_auto_prefers_the_tiff_backend_for_aperio(synthetic_svs, data_file):
     with open_slide(synthetic_svs) as slide:
         assert slide.backend_name == "tiff"
     with open_slide(data_file("test3-DAPI-2-(387).ndpi")) as slide:
         assert slide.backend_name == "openslide"
 
 
-def test_associated_images_match_openslide():
+def test_associated_images_match_openslide(data_file):
     path = data_file("CMU-1-Small-Region.svs")
     with open_slide(path, backend="tiff") as slide, openslide.OpenSlide(str(path)) as reference:
         for name, image in slide.associated_images.items():

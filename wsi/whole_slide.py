@@ -1,4 +1,4 @@
-"""Read a whole slide at a coarse resolution, from the best pyramid level, in bounded memory."""
+"""Whole-slide reads at a coarse resolution (thumbnails, tissue masks), in bounded memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ._tissue_errors import ResolutionError
+from .errors import ResolutionError
 
 __all__ = ["mask_size", "read_whole_slide"]
 
