@@ -11,17 +11,18 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from .backends.base import Box, SlideBackend
 from .errors import ClosedSlideError, MissingMppError, RegionError
-from .geometry import best_level_for_mpp, clip_box
+from .geometry import MPP_TOLERANCE, best_level_for_mpp
 from .validation import parse_locations, parse_mpp, parse_size
 from .levels import Level, SlideInfo
+from .reading import read_resampled
 
 if TYPE_CHECKING:
     import dask.array
@@ -88,7 +89,8 @@ class _AssociatedImages(Mapping[str, np.ndarray]):
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._decoded:
-            self._decoded[name] = self._slide._backend().associated_image(name)
+            with self._slide._reading() as backend:
+                self._decoded[name] = backend.associated_image(name)
         return self._decoded[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -117,7 +119,9 @@ class Slide:
         self._owns_backend = backend is not None
         self._closed = False
         self._levels: tuple[Level, ...] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the lazy open of the backend
+        self._state = threading.Condition()  # guards _closed and _in_flight
+        self._in_flight = 0
         if backend is not None:
             self._levels = self._build_levels(backend.info)
 
@@ -134,6 +138,21 @@ class Slide:
                 backend = self._backend_obj
         return backend
 
+    @contextmanager
+    def _reading(self) -> Iterator[SlideBackend]:
+        """The backend, held open for the duration of one read: :meth:`close` waits for it."""
+        with self._state:
+            if self._closed:
+                raise ClosedSlideError(f"{self.path}: the slide is closed; open it again to read it")
+            self._in_flight += 1
+        try:
+            yield self._backend()
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._state.notify_all()
+
     def _info(self) -> SlideInfo:
         return self._backend().info
 
@@ -147,11 +166,21 @@ class Slide:
         )
 
     def close(self) -> None:
-        """Release the file handle; further use raises :class:`ClosedSlideError`."""
-        if not self._closed and self._owns_backend and self._backend_obj is not None:
-            self._backend_obj.close()
-        self._backend_obj = None
-        self._closed = True
+        """Release the file handle; further use raises :class:`ClosedSlideError`.
+
+        Safe to call from any thread while others read: reads already running finish with their
+        pixels (close waits for them), reads that start afterwards raise :class:`ClosedSlideError`.
+        Calling it again does nothing. Do not call it from inside a read of the same slide.
+        """
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            while self._in_flight:
+                self._state.wait()
+            backend, self._backend_obj = self._backend_obj, None
+        if self._owns_backend and backend is not None:
+            backend.close()
 
     def lazy_copy(self) -> "Slide":
         """A handle on the same slide that opens (via the per-process cache) on first use.
@@ -299,53 +328,54 @@ class Slide:
         """Read many same-sized regions at once: the batched fast path.
 
         Parameters are as for :meth:`read_region`, with ``locations`` an ``(N, 2)`` array-like of
-        level-0 ``(x, y)``. Each stored tile is decoded at most once per call.
+        level-0 ``(x, y)``. Each stored tile is decoded at most once per group of tiles; a group
+        holds at most :data:`slidescope.wsi.reading.READ_BUDGET_PIXELS` source pixels, so memory
+        does not grow with the batch size or the shrink factor.
 
         Returns
         -------
         ndarray
             ``(N, H, W, 3)`` uint8 RGB.
         """
-        out_w, out_h = parse_size(size)
+        out_size = parse_size(size)
         l0_xy = parse_locations(locations)
         chosen, scale_x, scale_y = self._resolve(level, mpp)
-        lvl_w, lvl_h = max(1, round(out_w * scale_x)), max(1, round(out_h * scale_y))
-        resample = (lvl_w, lvl_h) != (out_w, out_h)
-        out = np.empty((len(l0_xy), out_h, out_w, 3), dtype=np.uint8)
-        raw = np.empty((len(l0_xy), lvl_h, lvl_w, 3), dtype=np.uint8) if resample else out
         lvl_xy = np.floor(l0_xy / chosen.downsample).astype(np.int64)
-        self._fill(chosen, [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy], raw)
-        if resample:
-            for raw_tile, out_tile in zip(raw, out):
-                cv2.resize(raw_tile, (out_w, out_h), dst=out_tile, interpolation=cv2.INTER_AREA)
-        return out
+        with self._reading() as backend:
+            return read_resampled(backend, chosen, lvl_xy, out_size, (scale_x, scale_y), self.path)
 
-    def _fill(self, level: Level, boxes: list[Box], out: np.ndarray) -> None:
-        """Fill ``out[i]`` with level box ``boxes[i]``: white outside the level, backend inside."""
-        inside_boxes, views = [], []
-        for (x, y, w, h), target in zip(boxes, out):
-            x0, y0, x1, y1 = clip_box(x, y, w, h, level, self.path)
-            if (x1 - x0, y1 - y0) != (w, h):
-                target.fill(255)
-            inside_boxes.append((x0, y0, x1 - x0, y1 - y0))
-            views.append(target[y0 - y : y1 - y, x0 - x : x1 - x])
-        self._backend().read_boxes(level.index, inside_boxes, views)
+    def _read_whole_level(self, size: tuple[int, int]) -> np.ndarray:
+        """The whole slide shrunk onto ``size`` pixels from the coarsest level at least that fine."""
+        out_w, out_h = size
+        width, height = self.dimensions
+        shrink = min(width / out_w, height / out_h)
+        chosen = self.levels[0]
+        for candidate in self.levels[1:]:
+            if candidate.downsample <= shrink * (1.0 + MPP_TOLERANCE):
+                chosen = candidate
+        scale = (chosen.width / out_w, chosen.height / out_h)
+        with self._reading() as backend:
+            return read_resampled(backend, chosen, np.zeros((1, 2), np.int64), size, scale, self.path)[0]
 
     def read_level_box(self, level: int, box: Box) -> np.ndarray:
         """Read a box given in one level's own pixels (white outside the level)."""
         chosen = self._resolve(level, None)[0]
-        x, y, w, h = box
-        out = np.empty((1, *parse_size((w, h), "box size")[::-1], 3), dtype=np.uint8)
-        self._fill(chosen, [(int(x), int(y), int(w), int(h))], out)
-        return out[0]
+        if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 4:
+            raise RegionError(f"{self.path}: box: expected (lvl_x, lvl_y, width, height), got {box!r}")
+        (x, y), = parse_locations([box[:2]], "box location")
+        width, height = parse_size(box[2:], "box size")
+        with self._reading() as backend:
+            return read_resampled(backend, chosen, np.array([[x, y]]), (width, height), (1.0, 1.0), self.path)[0]
 
     def thumbnail(self, max_size: int | tuple[int, int] = 1024) -> np.ndarray:
-        """The whole slide shrunk to fit ``max_size`` (an int or ``(width, height)``), aspect kept."""
-        max_w, max_h = parse_size((max_size, max_size) if np.isscalar(max_size) else max_size, "max_size")
-        width, height = self.dimensions
-        shrink = max(width / max_w, height / max_h, 1.0)
-        size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
-        return self.read_region((0, 0), size, mpp=(self.mpp[0] * width / size[0], self.mpp[1] * height / size[1]))
+        """The whole slide shrunk to fit ``max_size`` (an int or ``(width, height)``), aspect kept.
+
+        The embedded thumbnail is used when it is at least that large; otherwise the slide is
+        read from the best level in bounded memory (see :mod:`slidescope.wsi.whole_slide`).
+        """
+        from .whole_slide import thumbnail
+
+        return thumbnail(self, max_size)
 
     def to_dask(self, level: int = 0, *, chunk_target: int = 1024) -> "dask.array.Array":
         """Level ``level`` as a lazy ``(H, W, 3)`` uint8 Dask array.

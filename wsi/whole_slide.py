@@ -1,70 +1,96 @@
-"""Whole-slide reads at a coarse resolution (thumbnails, tissue masks), in bounded memory."""
+"""Whole-slide reads at a coarse resolution (thumbnails, tissue masks), in bounded memory.
+
+Both go through :func:`read_whole_slide_at`: the whole of the coarsest suitable level is mapped
+onto the output and read through the one read path (:mod:`slidescope.wsi.reading`), which holds
+at most ``READ_BUDGET_PIXELS`` source pixels at a time. Peak memory is the output plus one block,
+never a whole level 0, however large the slide.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .errors import ResolutionError
+from .reading import MAX_SHRINK
+from .validation import parse_int, parse_mpp, parse_positive_int
 
-__all__ = ["mask_size", "read_whole_slide"]
+if TYPE_CHECKING:
+    from .slide import Slide
 
-#: Pixels of the source level read in one piece; bigger levels are read in horizontal bands.
-BAND_PIXELS = 16 * 1024 * 1024
-
-
-def _level0_mpp(slide: Any) -> float:
-    mpp_x, mpp_y = slide.mpp
-    return (float(mpp_x) + float(mpp_y)) / 2.0
+__all__ = ["whole_slide_size", "read_whole_slide", "read_whole_slide_at", "thumbnail"]
 
 
-def mask_size(slide: Any, mpp: float) -> tuple[int, int]:
-    """Mask ``(width, height)`` covering the whole slide at ``mpp`` (at least 1 x 1)."""
-    w0, h0 = slide.dimensions
-    d = mpp / _level0_mpp(slide)
-    return max(1, round(w0 / d)), max(1, round(h0 / d))
+def whole_slide_size(slide: "Slide", mpp: Any) -> tuple[int, int]:
+    """``(width, height)`` of the whole slide seen at ``mpp`` µm/px (at least 1 x 1)."""
+    target_x, target_y = parse_mpp(mpp)
+    mpp_x, mpp_y = slide._require_mpp()
+    width, height = slide.dimensions
+    return max(1, round(width * mpp_x / target_x)), max(1, round(height * mpp_y / target_y))
 
 
-def read_whole_slide(slide: Any, mpp: float, max_pixels: int) -> np.ndarray:
-    """Read the whole slide as an ``(H, W, 3)`` uint8 image at ``mpp``.
+def read_whole_slide_at(slide: "Slide", size: tuple[int, int]) -> np.ndarray:
+    """The whole slide shrunk to exactly ``size`` = ``(width, height)`` pixels.
 
-    The source is ``slide.best_level_for_mpp(mpp)``, the coarsest level at least as fine as
-    ``mpp``; it is read whole if it has at most :data:`BAND_PIXELS` pixels, otherwise in
-    horizontal bands, and each piece is shrunk with ``cv2.INTER_AREA``. Peak memory is one band
-    plus the output, never the whole level 0 of a large single-level slide.
+    The source is the coarsest level at least as fine as the output (1 % slack, as for mpp
+    reads). A shrink beyond ``MAX_SHRINK`` per axis goes through an intermediate image a few
+    times the output's size, so a tiny thumbnail of a huge single-level slide stays cheap.
+    """
+    out_w, out_h = size
+    width, height = slide.dimensions
+    factor = max(1, math.ceil(max(width / out_w, height / out_h) / MAX_SHRINK))
+    if factor > 1:
+        inner = read_whole_slide_at(slide, (out_w * factor, out_h * factor))
+        return cv2.resize(inner, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return slide._read_whole_level(size)
+
+
+def read_whole_slide(slide: "Slide", mpp: Any, max_pixels: int) -> np.ndarray:
+    """Read the whole slide as an ``(H, W, 3)`` uint8 image at ``mpp`` µm/px.
 
     Raises
     ------
     ResolutionError
-        The output would exceed ``max_pixels``.
+        The output would exceed ``max_pixels`` pixels.
     """
-    out_w, out_h = mask_size(slide, mpp)
+    max_pixels = parse_int(max_pixels, "max_pixels", minimum=1)
+    slide.best_level_for_mpp(parse_mpp(mpp)[0])  # a resolution finer than level 0 is an error
+    out_w, out_h = whole_slide_size(slide, mpp)
     if out_w * out_h > max_pixels:
         raise ResolutionError(
-            f"{slide.path}: a tissue mask at {mpp:g} um/px would be {out_w}x{out_h} px; expected "
-            f"at most {max_pixels} px (use a coarser mpp or raise max_mask_pixels)"
+            f"{slide.path}: a whole-slide image at {parse_mpp(mpp)[0]:g} um/px would be {out_w}x{out_h} px; "
+            f"expected at most {max_pixels} px (use a coarser mpp or raise max_mask_pixels)"
         )
-    level = slide.best_level_for_mpp(mpp)
-    lvl_w, lvl_h = (int(v) for v in level.dimensions)
-    rows_per_band = max(1, BAND_PIXELS // max(1, lvl_w))
-    n_bands = math.ceil(lvl_h / rows_per_band)
-    # Output rows of each band, so that band k maps level rows [src[k], src[k+1]).
-    out_edges = np.linspace(0, out_h, n_bands + 1).round().astype(int)
-    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-    for k in range(n_bands):
-        o0, o1 = int(out_edges[k]), int(out_edges[k + 1])
-        if o1 <= o0:
-            continue
-        s0 = int(round(o0 * lvl_h / out_h))
-        s1 = max(s0 + 1, int(round(o1 * lvl_h / out_h)))
-        l0_y = int(round(s0 * float(level.downsample)))
-        band = np.asarray(slide.read_region((0, l0_y), (lvl_w, s1 - s0), level=level.index))
-        band = band[..., :3]
-        if band.shape[:2] == (o1 - o0, out_w):
-            out[o0:o1] = band
-        else:
-            out[o0:o1] = cv2.resize(band, (out_w, o1 - o0), interpolation=cv2.INTER_AREA)
-    return out
+    return read_whole_slide_at(slide, (out_w, out_h))
+
+
+def _embedded_thumbnail(slide: "Slide") -> np.ndarray | None:
+    if "thumbnail" not in slide.associated_images:
+        return None
+    return slide.associated_images["thumbnail"]
+
+
+def thumbnail(slide: "Slide", max_size: Any = 1024) -> np.ndarray:
+    """The whole slide shrunk to fit ``max_size`` (an int or ``(width, height)``), aspect kept.
+
+    The file's embedded thumbnail is used when it is at least as large as the result (it is a
+    picture of the same whole slide, and costs one small decode); otherwise the slide is read.
+    """
+    if isinstance(max_size, (tuple, list)):
+        if len(max_size) != 2:
+            raise ResolutionError(f"{slide.path}: max_size: expected an int or (width, height), got {max_size!r}")
+        max_w, max_h = (parse_positive_int(v, "max_size") for v in max_size)
+    else:
+        max_w = max_h = parse_positive_int(max_size, "max_size")
+    width, height = slide.dimensions
+    shrink = max(width / max_w, height / max_h, 1.0)
+    size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
+    embedded = _embedded_thumbnail(slide)
+    if embedded is not None and embedded.shape[1] >= size[0] and embedded.shape[0] >= size[1]:
+        if embedded.shape[1::-1] == size:
+            return embedded.copy()
+        return cv2.resize(embedded, size, interpolation=cv2.INTER_AREA)
+    return read_whole_slide_at(slide, size)

@@ -1,0 +1,157 @@
+"""The one pixel read path behind every :class:`~slidescope.wsi.Slide` read, in bounded memory.
+
+A read names a stored level, level boxes (``lvl_x, lvl_y`` of the top-left corner) and an
+output size with the shrink factors from the level to the output. This module
+
+- fills the parts of a box outside the level with white and lets the backend fill the inside
+  (:func:`fill_boxes`), so backends only ever see in-bounds boxes;
+- for reads that shrink, holds at most :data:`READ_BUDGET_PIXELS` source pixels at a time:
+  small tiles are read in groups (a stored tile shared by tiles of one group is decoded once),
+  a large region is read in blocks of output rows and columns, each shrunk with
+  ``cv2.INTER_AREA`` straight into its place in the output;
+- reads only the part of a region that touches the slide: the output pixels wholly outside
+  are white without a source pixel being allocated for them.
+
+Blocks are whole output pixels, so a region read in blocks differs from one read in one piece
+only by the rounding of block edges to source pixels (at most one source row or column of
+weight per block edge).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .backends.base import Box, SlideBackend
+from .errors import ResolutionError
+from .geometry import clip_box
+from .levels import Level
+
+__all__ = ["READ_BUDGET_PIXELS", "MAX_SHRINK", "fill_boxes", "read_resampled"]
+
+#: Source pixels held at once by one read (48 MiB of RGB), whatever the region or batch size.
+READ_BUDGET_PIXELS = 16 * 1024 * 1024
+#: Largest shrink from the source level to the output, per axis. Past it one output pixel would
+#: average more than :data:`READ_BUDGET_PIXELS` source pixels: such a read (``mpp=1e6``) is a mistake.
+MAX_SHRINK = 4096.0
+
+
+def fill_boxes(backend: SlideBackend, level: Level, boxes: Sequence[Box], outs: Sequence[np.ndarray],
+               path: str) -> None:
+    """Fill ``outs[i]`` with level box ``boxes[i]``: white outside the level, the backend inside.
+
+    Raises
+    ------
+    OutOfBoundsError
+        When a box lies wholly outside the level.
+    """
+    inside_boxes, views = [], []
+    for (x, y, w, h), target in zip(boxes, outs):
+        x0, y0, x1, y1 = clip_box(x, y, w, h, level, path)
+        if (x1 - x0, y1 - y0) != (w, h):
+            target.fill(255)
+        inside_boxes.append((x0, y0, x1 - x0, y1 - y0))
+        views.append(target[y0 - y : y1 - y, x0 - x : x1 - x])
+    backend.read_boxes(level.index, inside_boxes, views)
+
+
+def _touching(origin: int, out_extent: int, scale: float, level_extent: int) -> tuple[int, int]:
+    """Output pixels ``[first, stop)`` along one axis whose footprint overlaps the level."""
+    first = max(0, math.floor(-origin / scale))
+    stop = min(out_extent, math.ceil((level_extent - origin) / scale))
+    return first, stop
+
+
+def _source_span(origin: int, first: int, stop: int, scale: float) -> tuple[int, int]:
+    """Level pixels ``[start, end)`` whose area output pixels ``[first, stop)`` average."""
+    start = origin + round(first * scale)
+    return start, max(start + 1, origin + round(stop * scale))
+
+
+def _edges(first: int, stop: int, step: int) -> list[int]:
+    return list(range(first, stop, step)) + [stop]
+
+
+def _read_region_in_blocks(backend: SlideBackend, level: Level, origin: tuple[int, int], scale: tuple[float, float],
+                           out: np.ndarray, path: str) -> None:
+    """Fill one ``(H, W, 3)`` output, reading and shrinking it block by block (one block when it fits)."""
+    out_h, out_w = out.shape[:2]
+    (lvl_x, lvl_y), (scale_x, scale_y) = origin, scale
+    col0, col1 = _touching(lvl_x, out_w, scale_x, level.width)
+    row0, row1 = _touching(lvl_y, out_h, scale_y, level.height)
+    if col0 >= col1 or row0 >= row1:  # nothing touches: clip_box raises the usual error
+        clip_box(lvl_x, lvl_y, round(out_w * scale_x), round(out_h * scale_y), level, path)
+    if (col0, row0, col1, row1) != (0, 0, out_w, out_h):
+        out.fill(255)
+    block_cols = max(1, min(col1 - col0, math.isqrt(READ_BUDGET_PIXELS) // max(1, math.ceil(scale_x))))
+    block_rows = max(1, min(row1 - row0, READ_BUDGET_PIXELS // max(1, math.ceil(block_cols * scale_x * scale_y))))
+    col_edges, row_edges = _edges(col0, col1, block_cols), _edges(row0, row1, block_rows)
+    spans_x = [_source_span(lvl_x, c0, c1, scale_x) for c0, c1 in zip(col_edges, col_edges[1:])]
+    spans_y = [_source_span(lvl_y, r0, r1, scale_y) for r0, r1 in zip(row_edges, row_edges[1:])]
+    # One buffer for every block (allocating per block would hold two blocks at once).
+    scratch = np.empty(max(x1 - x0 for x0, x1 in spans_x) * max(y1 - y0 for y0, y1 in spans_y) * 3, np.uint8)
+    for (r0, r1), (y0, y1) in zip(zip(row_edges, row_edges[1:]), spans_y):
+        for (c0, c1), (x0, x1) in zip(zip(col_edges, col_edges[1:]), spans_x):
+            raw = scratch[: (y1 - y0) * (x1 - x0) * 3].reshape(y1 - y0, x1 - x0, 3)
+            fill_boxes(backend, level, [(x0, y0, x1 - x0, y1 - y0)], [raw], path)
+            target = out[r0:r1, c0:c1]
+            if raw.shape[:2] == target.shape[:2]:
+                target[...] = raw
+            elif target.flags.c_contiguous:
+                cv2.resize(raw, (c1 - c0, r1 - r0), dst=target, interpolation=cv2.INTER_AREA)
+            else:
+                target[...] = cv2.resize(raw, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
+
+
+def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_size: tuple[int, int],
+                   scale: tuple[float, float], path: str) -> np.ndarray:
+    """Read ``len(lvl_xy)`` regions of ``out_size`` output pixels from ``level``, shrunk by ``scale``.
+
+    Parameters
+    ----------
+    backend : SlideBackend
+        The open backend.
+    level : Level
+        The source level.
+    lvl_xy : ndarray
+        ``(N, 2)`` int64 top-left corners in the level's pixels.
+    out_size : (int, int)
+        ``(width, height)`` of each output.
+    scale : (float, float)
+        Level pixels per output pixel along x and y (1.0 for a read at the level's own resolution).
+    path : str
+        The slide's path, for messages.
+
+    Returns
+    -------
+    ndarray
+        ``(N, height, width, 3)`` uint8.
+    """
+    out_w, out_h = out_size
+    scale_x, scale_y = scale
+    if max(scale_x, scale_y) > MAX_SHRINK:
+        raise ResolutionError(
+            f"{path}: the requested resolution is {max(scale_x, scale_y):g} times coarser than the coarsest "
+            f"stored level that can serve it (level {level.index}); expected at most {MAX_SHRINK:g} times "
+            f"(ask for a finer mpp, or read a thumbnail)"
+        )
+    out = np.empty((len(lvl_xy), out_h, out_w, 3), dtype=np.uint8)
+    lvl_w, lvl_h = max(1, round(out_w * scale_x)), max(1, round(out_h * scale_y))
+    if (lvl_w, lvl_h) == (out_w, out_h):  # no shrink: the backend writes straight into the output
+        fill_boxes(backend, level, [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy], list(out), path)
+        return out
+    group = READ_BUDGET_PIXELS // (lvl_w * lvl_h)
+    if group == 0:  # each region alone is over budget: block by block
+        for (x, y), target in zip(lvl_xy, out):
+            _read_region_in_blocks(backend, level, (int(x), int(y)), scale, target, path)
+        return out
+    raw = np.empty((min(group, len(lvl_xy)), lvl_h, lvl_w, 3), dtype=np.uint8)
+    for start in range(0, len(lvl_xy), group):
+        chunk = lvl_xy[start : start + group]
+        fill_boxes(backend, level, [(int(x), int(y), lvl_w, lvl_h) for x, y in chunk], list(raw[: len(chunk)]), path)
+        for raw_tile, out_tile in zip(raw, out[start : start + len(chunk)]):
+            cv2.resize(raw_tile, (out_w, out_h), dst=out_tile, interpolation=cv2.INTER_AREA)
+    return out
