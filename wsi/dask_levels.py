@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,9 @@ from .levels import Level
 if TYPE_CHECKING:
     import dask.array
 
-    from .slide import Slide
+#: Reads a box ``(lvl_x, lvl_y, width, height)`` of a level (given by index) as ``(H, W, 3)`` uint8.
+#: A bound ``Slide.read_level_box``: it pickles as the slide's path and options.
+BoxReader = Callable[[int, tuple[int, int, int, int]], np.ndarray]
 
 __all__ = ["level_to_dask", "chunk_sizes"]
 
@@ -23,20 +26,23 @@ def chunk_sizes(extent: int, chunk: int) -> tuple[int, ...]:
     return (chunk,) * full + ((rest,) if rest else ())
 
 
-def _read_chunk(slide: "Slide", level: int, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+def _read_chunk(read_box: BoxReader, level: int, block_info: dict[Any, Any] | None = None) -> np.ndarray:
     (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-    return slide.read_level_box(level, (x0, y0, x1 - x0, y1 - y0))
+    return read_box(level, (x0, y0, x1 - x0, y1 - y0))
 
 
-def level_to_dask(slide: "Slide", level: Level, *, chunk_target: int = 1024) -> "dask.array.Array":
-    """Wrap ``level`` of ``slide`` as a Dask array.
+def level_to_dask(read_box: BoxReader, level: Level, token: Any, *, chunk_target: int = 1024) -> "dask.array.Array":
+    """Wrap a pyramid level as a Dask array.
 
     Parameters
     ----------
-    slide : Slide
-        The slide; it travels into tasks as its path and options (never a handle).
+    read_box : callable
+        ``read_box(level_index, (lvl_x, lvl_y, width, height))``, e.g. a slide's bound
+        ``read_level_box``; it travels into tasks as the slide's path and options (never a handle).
     level : Level
         The level to expose.
+    token : object
+        What identifies the slide's contents in the graph's key.
     chunk_target : int
         Approximate chunk edge in pixels; rounded to a multiple of the stored tile size so that
         no stored tile is decoded by two tasks.
@@ -63,10 +69,10 @@ def level_to_dask(slide: "Slide", level: Level, *, chunk_target: int = 1024) -> 
     chunks = (chunk_sizes(level.height, chunk_h), chunk_sizes(level.width, chunk_w), (3,))
     return da.map_blocks(
         _read_chunk,
-        slide=slide,
+        read_box=read_box,
         level=level.index,
         chunks=chunks,
         dtype=np.uint8,
         meta=np.empty((0, 0, 0), dtype=np.uint8),
-        name=f"slide-level{level.index}-{da.core.tokenize(slide, level.index, chunks)}",
+        name=f"slide-level{level.index}-{da.core.tokenize(token, level.index, chunks)}",
     )

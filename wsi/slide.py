@@ -20,9 +20,11 @@ import numpy as np
 from .backends.base import Box, SlideBackend
 from .errors import ClosedSlideError, MissingMppError, RegionError
 from .geometry import MPP_TOLERANCE, best_level_for_mpp
-from .validation import parse_locations, parse_mpp, parse_size
+from .validation import parse_locations, parse_mpp, parse_positive_int, parse_size
+from .dask_levels import level_to_dask
 from .levels import Level, SlideInfo
 from .reading import read_resampled
+from .whole_slide import thumbnail
 
 if TYPE_CHECKING:
     import dask.array
@@ -373,8 +375,6 @@ class Slide:
         The embedded thumbnail is used when it is at least that large; otherwise the slide is
         read from the best level in bounded memory (see :mod:`slidescope.wsi.whole_slide`).
         """
-        from .whole_slide import thumbnail
-
         return thumbnail(self, max_size)
 
     def to_dask(self, level: int = 0, *, chunk_target: int = 1024) -> "dask.array.Array":
@@ -384,6 +384,5 @@ class Slide:
         each chunk task reopens the slide by path in its worker. See
         :func:`slidescope.wsi.dask_levels.level_to_dask`.
         """
-        from .dask_levels import level_to_dask
-
-        return level_to_dask(self, self._resolve(level, None)[0], chunk_target=chunk_target)
+        chunk_target = parse_positive_int(chunk_target, "chunk_target")
+        return level_to_dask(self.read_level_box, self._resolve(level, None)[0], self, chunk_target=chunk_target)

@@ -9,7 +9,8 @@ never a whole level 0, however large the slide.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -18,13 +19,24 @@ from .errors import ResolutionError
 from .reading import MAX_SHRINK
 from .validation import parse_int, parse_mpp, parse_positive_int
 
-if TYPE_CHECKING:
-    from .slide import Slide
-
 __all__ = ["whole_slide_size", "read_whole_slide", "read_whole_slide_at", "thumbnail"]
 
 
-def whole_slide_size(slide: "Slide", mpp: Any) -> tuple[int, int]:
+class Slide(Protocol):
+    """What these functions use of a :class:`slidescope.wsi.Slide` (a protocol: no import cycle)."""
+
+    path: str
+    dimensions: tuple[int, int]
+    associated_images: Mapping[str, np.ndarray]
+
+    def best_level_for_mpp(self, mpp: float) -> Any: ...
+
+    def _require_mpp(self) -> tuple[float, float]: ...
+
+    def _read_whole_level(self, size: tuple[int, int]) -> np.ndarray: ...
+
+
+def whole_slide_size(slide: Slide, mpp: Any) -> tuple[int, int]:
     """``(width, height)`` of the whole slide seen at ``mpp`` µm/px (at least 1 x 1)."""
     target_x, target_y = parse_mpp(mpp)
     mpp_x, mpp_y = slide._require_mpp()
@@ -32,7 +44,7 @@ def whole_slide_size(slide: "Slide", mpp: Any) -> tuple[int, int]:
     return max(1, round(width * mpp_x / target_x)), max(1, round(height * mpp_y / target_y))
 
 
-def read_whole_slide_at(slide: "Slide", size: tuple[int, int]) -> np.ndarray:
+def read_whole_slide_at(slide: Slide, size: tuple[int, int]) -> np.ndarray:
     """The whole slide shrunk to exactly ``size`` = ``(width, height)`` pixels.
 
     The source is the coarsest level at least as fine as the output (1 % slack, as for mpp
@@ -48,7 +60,7 @@ def read_whole_slide_at(slide: "Slide", size: tuple[int, int]) -> np.ndarray:
     return slide._read_whole_level(size)
 
 
-def read_whole_slide(slide: "Slide", mpp: Any, max_pixels: int) -> np.ndarray:
+def read_whole_slide(slide: Slide, mpp: Any, max_pixels: int) -> np.ndarray:
     """Read the whole slide as an ``(H, W, 3)`` uint8 image at ``mpp`` µm/px.
 
     Raises
@@ -67,13 +79,13 @@ def read_whole_slide(slide: "Slide", mpp: Any, max_pixels: int) -> np.ndarray:
     return read_whole_slide_at(slide, (out_w, out_h))
 
 
-def _embedded_thumbnail(slide: "Slide") -> np.ndarray | None:
+def _embedded_thumbnail(slide: Slide) -> np.ndarray | None:
     if "thumbnail" not in slide.associated_images:
         return None
     return slide.associated_images["thumbnail"]
 
 
-def thumbnail(slide: "Slide", max_size: Any = 1024) -> np.ndarray:
+def thumbnail(slide: Slide, max_size: Any = 1024) -> np.ndarray:
     """The whole slide shrunk to fit ``max_size`` (an int or ``(width, height)``), aspect kept.
 
     The file's embedded thumbnail is used when it is at least as large as the result (it is a
