@@ -171,8 +171,13 @@ def parse_locations(locations: Any, what: str = "locations") -> np.ndarray:
         raise RegionError(f"{what}: expected (x, y) pairs of level-0 pixels, got {_describe(locations)}")
     try:
         array = np.asarray(locations)
+        # numpy turns True into 1 beside integers: look at the caller's own values (lists are short).
+        has_bool = array.dtype == np.bool_ or (not isinstance(locations, np.ndarray) and any(
+            isinstance(v, (bool, np.bool_)) for v in np.asarray(locations, dtype=object).ravel()))
     except (TypeError, ValueError):
         raise RegionError(f"{what}: expected (x, y) pairs of level-0 pixels, got {_describe(locations)}") from None
+    if has_bool:
+        raise RegionError(f"{what}: expected integer level-0 pixel coordinates, got a bool in {_describe(locations)}")
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != 2 or array.dtype.kind not in "iuf":
