@@ -78,25 +78,64 @@ def test_tile_errors(tmp_path, capsys, data_file):
     assert not (tmp_path / "p.parquet").exists()
 
 
-def test_slide_without_mpp_says_how_to_pass_it(tmp_path, capsys):
+def _tiff_without_mpp(path):
     import tifffile
 
-    path = tmp_path / "nompp.tiff"
     tifffile.imwrite(path, np.full((256, 256, 3), 200, np.uint8), tile=(64, 64), photometric="rgb")
-    assert main(["info", str(path)]) == 2
-    assert "--slide-mpp 0.25" in capsys.readouterr().err
+    return path
+
+
+def test_info_shows_a_slide_without_mpp_with_mpp_unknown(tmp_path, capsys):
+    path = _tiff_without_mpp(tmp_path / "nompp.tiff")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "256 x 256 px" in out and "mpp               unknown" in out and "--slide-mpp" in out
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["mpp"] is None and info["dimensions"] == [256, 256]
+    assert [level["mpp"] for level in info["levels"]] == [None] * len(info["levels"])
     assert main(["info", str(path), "--slide-mpp", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mpp"] == [0.5, 0.5]
+
+
+def test_commands_that_need_mpp_say_how_to_pass_it(tmp_path, capsys):
+    path = _tiff_without_mpp(tmp_path / "nompp.tiff")
+    assert main(["tissue", str(path), "--out", str(tmp_path / "m.png")]) == 2
+    assert "--slide-mpp 0.25" in capsys.readouterr().err
     assert main(["tile", str(path), "--slide-mpp", "0.5", "--mpp", "1.0", "--tile", "64", "--no-mask",
                  "--out", str(tmp_path / "p.parquet")]) == 0
     assert len(TilePlan.load(tmp_path / "p.parquet")) == 4
 
 
-def test_unwritable_output_is_a_one_line_error(tmp_path, capsys, data_file):
-    path = data_file("CMU-1-Small-Region.svs")
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    assert main(["tissue", str(path), "--out", str(blocker / "mask.png")]) == 2  # parent is a file
+def test_only_slidescope_errors_are_one_line_exits(monkeypatch, small_slide):
+    """A bug (here an OSError or KeyError from inside a command) is a traceback, not exit 2."""
+    from slidescope.workflows import info
+
+    for bug in (OSError("disk on fire"), KeyError("label")):
+        def broken(slide, bug=bug):
+            raise bug
+
+        monkeypatch.setattr(info, "slide_summary", broken)
+        with pytest.raises(type(bug)):
+            main(["info", str(small_slide)])
+
+
+def test_an_oserror_while_writing_is_a_one_line_error(monkeypatch, small_slide, tmp_path, capsys):
+    from slidescope.tiling.tissue import TissueMask
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TissueMask, "to_png", full_disk)
+    out = tmp_path / "mask.png"
+    assert main(["tissue", str(small_slide), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "mask.png" in err or "file" in err
-    assert "Traceback" not in err and err.count("\n") == 1
+    assert err.count("\n") == 1 and f"{out}: cannot write" in err and "No space left on device" in err
+
+
+def test_tissue_at_an_absurd_mpp_is_a_one_line_error(small_slide, tmp_path, capsys):
+    out = tmp_path / "mask.png"
+    assert main(["tissue", str(small_slide), "--mpp", "100000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slidescope tissue: error: ") and err.count("\n") == 1 and "100000" in err
+    assert not out.exists()

@@ -1,0 +1,46 @@
+"""Numeric options go through ``slidescope.wsi.validation``: ``nan``, ``inf``, ``1e400``, negative
+and fractional counts are argparse errors that name the option (``type=float`` let them through)."""
+
+from __future__ import annotations
+
+import pytest
+
+from slidescope.workflows.cli import main
+
+SLIDE = "slide.svs"  # never opened: argparse refuses the value first
+
+CASES = [
+    (["tissue", SLIDE, "--out", "m.png", "--mpp"], "--mpp", ["nan", "inf", "-inf", "1e400", "0", "-8", "2e6", "x"]),
+    (["info", SLIDE, "--slide-mpp"], "--slide-mpp", ["nan", "inf", "0", "-0.25", "1e400", "1" + "0" * 400]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp"], "--mpp", ["nan", "inf", "0"]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp", "1", "--tile"], "--tile", ["0", "-256", "1.5", "nan", "1e9"]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp", "1", "--overlap"], "--overlap", ["-1", "0.5", "inf"]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp", "1", "--context"], "--context", ["-1", "nan"]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp", "1", "--min-tissue"], "--min-tissue", ["nan", "-0.1", "1.5"]),
+    (["tile", SLIDE, "--out", "p.parquet", "--mpp", "1", "--mask-mpp"], "--mask-mpp", ["nan", "0", "inf"]),
+    (["synth", "s.svs", "--height", "512", "--width"], "--width", ["0", "1.5", "nan", "-1"]),
+    (["synth", "s.svs", "--width", "512", "--height", "512", "--seed"], "--seed", ["-1", "0.5", "1e30"]),
+    (["synth", "s.svs", "--width", "512", "--height", "512", "--mpp"], "--mpp", ["nan", "0", "inf"]),
+    (["demo", "--tiles"], "--tiles", ["0", "nan", "2.5"]),
+]
+
+
+@pytest.mark.parametrize("argv, option, value",
+                         [(argv, option, value) for argv, option, values in CASES for value in values])
+def test_bad_numeric_option_is_an_argparse_error_naming_it(argv, option, value, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected" in err, err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_good_numbers_are_parsed_as_numbers():
+    from slidescope.workflows.cli import build_parser
+
+    args = build_parser().parse_args(["tile", SLIDE, "--out", "p.parquet", "--mpp", "0.5", "--tile", "224",
+                                      "--overlap", "16.0", "--min-tissue", "1", "--slide-mpp", "0.2527"])
+    assert (args.mpp, args.tile, args.overlap, args.min_tissue, args.slide_mpp) == (0.5, 224, 16, 1.0, 0.2527)
+    assert type(args.tile) is int and type(args.overlap) is int and type(args.mpp) is float

@@ -1,0 +1,11 @@
+"""The command families of ``slidescope``: each module registers its subcommands and imports the
+packages it needs inside its handlers, so a command loads only what it uses."""
+
+from __future__ import annotations
+
+from . import demo, slide, tiling
+
+__all__ = ["FAMILIES"]
+
+#: The modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
+FAMILIES = (slide, tiling, demo)

@@ -1,0 +1,61 @@
+"""``slidescope info`` and ``slidescope synth``: describe a slide, write a synthetic one.
+
+Only argparse is imported at module level; each handler imports what it uses, so ``info`` loads
+the slide backends and nothing of tiling, Dask or the model frameworks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._options import MPP, POSITIVE_INT, SEED, add_overwrite_option, add_slide_argument, add_slide_options
+
+__all__ = ["register"]
+
+
+def _info(args: argparse.Namespace) -> int:
+    from slidescope.wsi import open_slide
+
+    from ..info import format_summary, slide_summary
+
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp, require_mpp=False) as slide:
+        summary = slide_summary(slide)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from slidescope.wsi.synthetic import make_slide, truth_path_for
+
+    from ..outputs import SLIDE, SYNTHETIC_TRUTH, check_output
+
+    slide_target = check_output(args.out, SLIDE, overwrite=args.overwrite, option="out")
+    truth_target = check_output(truth_path_for(slide_target.path), SYNTHETIC_TRUTH, overwrite=args.overwrite,
+                                option="out (its ground truth)")
+    with slide_target.writing(), truth_target.writing():
+        made = make_slide(slide_target.path, args.width, args.height, seed=args.seed, tumour=not args.no_tumour,
+                          pen_marks=args.pen_marks, mpp=args.mpp)
+    print(f"wrote {made.path} ({made.width} x {made.height} px at {made.mpp} µm/px); ground truth in {made.truth_path}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``info`` and ``synth`` to the root parser's subcommands."""
+    info = commands.add_parser("info", help="vendor, dimensions, levels, mpp and associated images of a slide")
+    add_slide_argument(info)
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_slide_options(info)
+    info.set_defaults(run=_info)
+
+    synth = commands.add_parser("synth", help="write a synthetic H&E-like Aperio SVS with ground truth")
+    synth.add_argument("out", help="output .svs path (its ground truth is written beside it as .truth.npz)")
+    synth.add_argument("--width", type=POSITIVE_INT, required=True)
+    synth.add_argument("--height", type=POSITIVE_INT, required=True)
+    synth.add_argument("--seed", type=SEED, default=0)
+    synth.add_argument("--mpp", type=MPP, default=0.25, help="µm per pixel of level 0 (default 0.25)")
+    synth.add_argument("--no-tumour", action="store_true", help="no tumour regions")
+    synth.add_argument("--pen-marks", action="store_true", help="draw pen marks")
+    add_overwrite_option(synth, "an existing slide (and its ground truth); a file that is not a slide is never "
+                                "replaced")
+    synth.set_defaults(run=_synth)
