@@ -44,3 +44,19 @@ def test_good_numbers_are_parsed_as_numbers():
                                       "--overlap", "16.0", "--min-tissue", "1", "--slide-mpp", "0.2527"])
     assert (args.mpp, args.tile, args.overlap, args.min_tissue, args.slide_mpp) == (0.5, 224, 16, 1.0, 0.2527)
     assert type(args.tile) is int and type(args.overlap) is int and type(args.mpp) is float
+
+
+@pytest.mark.parametrize("line", [
+    "info S --json --slide-mpp 0.25 --backend tiff",
+    "synth OUT.svs --width 20000 --height 15000 --seed 0 --no-tumour --pen-marks --mpp 0.5 --overwrite",
+    "tissue S --out mask.png --mpp 8 --method ihc --backend auto --slide-mpp 0.25 --overwrite",
+    "tile S --mpp 0.5 --tile 256 --overlap 32 --context 0 --out plan.parquet --min-tissue 0.5 --mask-mpp 8 "
+    "--no-mask --method otsu --backend openslide --slide-mpp 0.25 --overwrite",
+    "tile S --scale 2:256 --scale 0.5:256:32 --out plan.parquet",
+    "demo --out demo-output --slides 1 --width 6000 --height 4500 --tiles 64",
+])
+def test_every_documented_command_and_option_still_parses(line):
+    from slidescope.workflows.cli import build_parser
+
+    args = build_parser().parse_args(line.split())
+    assert args.command == line.split()[0] and callable(args.run)
