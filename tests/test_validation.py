@@ -63,7 +63,7 @@ def test_integers_may_be_numpy_or_integral_floats(value):
     assert parse_positive_int(value, "tile") == 256 and type(parse_positive_int(value, "tile")) is int
 
 
-@pytest.mark.parametrize("value", [2.5, True, "256", math.nan, 2**40, 0, -1])
+@pytest.mark.parametrize("value", [2.5, True, "256", math.nan, 2**40, 10**400, 0, -1])
 def test_bad_integers_are_refused(value):
     with pytest.raises(ParameterError, match="tile"):
         parse_positive_int(value, "tile")

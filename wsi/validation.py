@@ -78,7 +78,10 @@ def parse_number(
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise error(f"{what}: expected a number, got {_describe(value)} ({type(value).__name__})")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (10**400)
+        number = math.inf
     if not math.isfinite(number):
         raise error(f"{what}: expected a finite number, got {_describe(value)}")
     low_fails = minimum is not None and (number <= minimum if exclusive_minimum else number < minimum)
