@@ -109,3 +109,21 @@ def test_a_tile_shared_by_an_aligned_box_and_others(tmp_path):
         batch = slide.read_tiles(locations, (64, 64))
     for (x, y), tile in zip(locations, batch):
         np.testing.assert_array_equal(tile, levels[0][y:y + 64, x:x + 64])
+
+
+@pytest.mark.parametrize("extrasamples", ["assocalpha", "unspecified"])
+def test_premultiplied_rgba_is_composited_as_premultiplied(tmp_path, extrasamples):
+    """ExtraSamples 1 (and 0, which libtiff reads the same way): the colour already carries alpha."""
+    rng = np.random.default_rng(4)
+    base = pyramid()[0]
+    alpha = rng.integers(0, 256, base.shape[:2] + (1,)).astype(np.uint8)
+    premultiplied = np.round(base * (alpha / 255.0)).astype(np.uint8)
+    path = tmp_path / f"premultiplied-{extrasamples}.tiff"
+    tifffile.imwrite(path, np.concatenate([premultiplied, alpha], axis=2), tile=(64, 64), photometric="rgb",
+                     extrasamples=[extrasamples], compression="zlib", resolution=(40000.0, 40000.0),
+                     resolutionunit="CENTIMETER")
+    expected = (premultiplied + (255 - alpha).astype(np.uint16)).astype(np.uint8)  # colour over white glass
+    with open_slide(path, backend="tiff") as slide, open_slide(path, backend="openslide") as reference:
+        ours = slide.read_region((0, 0), (300, 200))
+        np.testing.assert_array_equal(ours, expected)
+        np.testing.assert_array_equal(ours, reference.read_region((0, 0), (300, 200)))

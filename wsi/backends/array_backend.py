@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import RegionError, UnsupportedFormatError
+from ..errors import AssociatedImageNotFoundError, RegionError, UnsupportedFormatError
 from ..levels import SlideInfo, openslide_downsample
+from ._properties import standard_properties
 from .base import Box, SlideBackend
 
 __all__ = ["ArrayBackend"]
@@ -53,13 +54,19 @@ class ArrayBackend(SlideBackend):
         self.path = name
         self._mpp = mpp
         dims = tuple((int(a.shape[1]), int(a.shape[0])) for a in self.levels)
+        downsamples = tuple(openslide_downsample(dims[0], d) for d in dims)
+        tile_sizes = tuple(None for _ in dims)
+        # The openslide.* keys that mean something for arrays: no tiles, comment or hash.
+        properties = standard_properties(vendor="array", level_dimensions=dims, level_downsamples=downsamples,
+                                         tile_sizes=tile_sizes, mpp=mpp)
+        properties["slidescope.backend"] = "array"
         self.info = SlideInfo(
             vendor="array",
             level_dimensions=dims,
-            level_downsamples=tuple(openslide_downsample(dims[0], d) for d in dims),
+            level_downsamples=downsamples,
             mpp=mpp,
-            tile_sizes=tuple(None for _ in dims),
-            properties={"slidescope.backend": "array"},
+            tile_sizes=tile_sizes,
+            properties=properties,
         )
 
     def read_boxes(self, level: int, boxes: Sequence[Box], outs: Sequence[np.ndarray]) -> None:
@@ -68,7 +75,9 @@ class ArrayBackend(SlideBackend):
             out[...] = source[y : y + h, x : x + w]
 
     def associated_image(self, name: str) -> np.ndarray:
-        raise KeyError(f"{self.path}: an array slide has no associated images (asked for {name!r})")
+        raise AssociatedImageNotFoundError(
+            f"{self.path}: no associated image {name!r}; an array slide has none (available: [])"
+        )
 
     def reopen_args(self) -> tuple:
         return (self.levels, self._mpp, self.path)

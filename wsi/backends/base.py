@@ -14,16 +14,30 @@ import numpy as np
 
 from ..levels import SlideInfo
 
-__all__ = ["SlideBackend", "Box", "composite_on_white"]
+__all__ = ["SlideBackend", "Box", "composite_on_white", "composite_premultiplied_on_white"]
 
 #: A box in one level's pixel space: ``(lvl_x, lvl_y, width, height)``.
 Box = tuple[int, int, int, int]
 
 
 def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """Straight (not premultiplied) RGBA over a white background, as OpenSlide shows glass."""
+    """Straight (not premultiplied) RGBA over a white background, as OpenSlide shows glass.
+
+    TIFF ExtraSamples 2 (unassociated alpha): ``colour * alpha + 255 * (1 - alpha)``.
+    """
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
+def composite_premultiplied_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Premultiplied RGBA over a white background: ``colour + (255 - alpha)``, saturating.
+
+    TIFF ExtraSamples 1 (associated alpha), and 0 (unspecified), which libtiff and so
+    OpenSlide also read as associated. The colour already carries the alpha factor; a colour
+    above its alpha (invalid premultiplied data) saturates at 255 instead of wrapping.
+    """
+    background = (255 - rgba[..., 3:4]).astype(np.uint16)
+    return np.minimum(rgba[..., :3] + background, 255).astype(np.uint8)
 
 
 class SlideBackend(ABC):
@@ -55,7 +69,16 @@ class SlideBackend(ABC):
 
     @abstractmethod
     def associated_image(self, name: str) -> np.ndarray:
-        """Return the associated image ``name`` as an ``(H, W, 3)`` uint8 RGB array."""
+        """Return the associated image ``name`` as an ``(H, W, 3)`` uint8 RGB array.
+
+        Raises
+        ------
+        AssociatedImageNotFoundError
+            The slide has no image of that name (a ``KeyError``, so mappings behave); the
+            message names the file and the names it has.
+        CorruptSlideError
+            The image is stored but cannot be decoded; the message names the file and the image.
+        """
 
     def reopen_args(self) -> tuple[Any, ...]:
         """Arguments that reopen this backend in another process: ``type(self)(*args)``."""

@@ -4,14 +4,21 @@ tifffile parses the directory once; after that a read is ``os.pread`` of the sto
 and a libjpeg-turbo decode (imagecodecs) straight into the caller's buffer when the box is one
 whole stored tile. No PIL, no ARGB round trip, no zarr indirection: a zarr view over tifffile
 costs more per tile than the decode itself for 256 px JPEG tiles, so the tile index arithmetic
-is done here. Other compressions (LZW, Deflate, JPEG 2000, ...) go through tifffile's decoder.
+is done here. Aperio's JPEG 2000 tiles (33003, 33005) are decoded as OpenSlide decodes them
+(:mod:`._tiff_codecs`); other compressions (LZW, Deflate, JPEG 2000, ...) go through tifffile's
+decoder.
+
+At open the backend checks what it will trust later (:mod:`._tiff_checks`): tag values within
+sane limits, as many tile offsets as tiles, every stored tile and strip inside the file; and
+what tifffile logs while parsing never reaches stderr (:mod:`._tiff_log`): damage it reports
+becomes a :class:`CorruptSlideError`. ``properties`` holds the keys and values OpenSlide
+reports for the same file (:mod:`._tiff_metadata`, :mod:`._properties`).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import xml.etree.ElementTree as ElementTree
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,9 +27,19 @@ import imagecodecs
 import numpy as np
 import tifffile
 
-from ..errors import CorruptSlideError, UnsupportedFormatError
+from ..errors import AssociatedImageNotFoundError, CorruptSlideError, SlideError, UnsupportedFormatError
 from ..levels import SlideInfo, openslide_downsample
-from .base import Box, SlideBackend, composite_on_white
+from . import _tiff_metadata as metadata
+from ._properties import associated_properties, standard_properties
+from ._tiff_checks import (
+    check_associated_geometry,
+    check_segments_in_file,
+    check_tile_geometry,
+    describe_page,
+)
+from ._tiff_codecs import APERIO_J2K_RGB, APERIO_J2K_YCBCR, decode_aperio_j2k
+from ._tiff_log import captured_tifffile_log, raise_for_damage
+from .base import Box, SlideBackend, composite_on_white, composite_premultiplied_on_white
 
 __all__ = ["TiffBackend", "SUPPORTED_COMPRESSIONS"]
 
@@ -33,14 +50,18 @@ SUPPORTED_COMPRESSIONS: dict[int, str] = {
     7: "JPEG",
     8: "Deflate",
     32946: "Deflate (Adobe)",
-    33003: "Aperio JPEG 2000 (YCbCr)",
-    33005: "Aperio JPEG 2000 (RGB)",
+    APERIO_J2K_YCBCR: "Aperio JPEG 2000 (YCbCr)",
+    APERIO_J2K_RGB: "Aperio JPEG 2000 (RGB)",
     34712: "JPEG 2000",
     50000: "Zstandard",
     50001: "WebP",
 }
+_JPEG = 7
 _PHOTOMETRIC_RGB, _PHOTOMETRIC_YCBCR = 2, 6
-_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_EXTRASAMPLE_UNASSOCIATED_ALPHA = 2
+#: Errors tifffile (and the struct/numpy code under it) raises on files it cannot parse.
+_PARSE_ERRORS = (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, struct.error, OSError)
+_ASSOCIATED_NAMES = ("thumbnail", "label", "macro")
 
 
 @dataclass(frozen=True)
@@ -56,9 +77,11 @@ class _TiledLevel:
     offsets: np.ndarray
     byte_counts: np.ndarray
     samples: int
+    compression: int
     is_jpeg: bool
     jpeg_tables: bytes | None
     jpeg_colorspace: int | None
+    straight_alpha: bool
     decode: Callable[..., Any]
 
 
@@ -69,13 +92,28 @@ def _jpeg_colorspaces(page: Any) -> tuple[int | None, int]:
     return None, _PHOTOMETRIC_RGB
 
 
-def _describe_page(page: Any) -> str:
-    return f"page {page.index} ({page.imagewidth}x{page.imagelength})"
+def _straight_alpha(page: Any) -> bool:
+    """Whether a 4-sample page's alpha is unassociated (ExtraSamples 2).
+
+    Associated (1), unspecified (0) and a missing tag all mean premultiplied colour, as libtiff,
+    and so OpenSlide, reads them.
+    """
+    extra = tuple(page.extrasamples or ())
+    return bool(extra) and int(extra[0]) == _EXTRASAMPLE_UNASSOCIATED_ALPHA
 
 
-def _check_page(path: str, page: Any) -> None:
-    """Raise UnsupportedFormatError unless this backend can decode the page exactly."""
-    where = f"{path}: {_describe_page(page)}"
+def _to_rgb(image: np.ndarray, straight_alpha: bool) -> np.ndarray:
+    """Gray, RGB or RGBA decoded samples as ``(H, W, 3)`` uint8 RGB, alpha composited on white."""
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    if image.shape[2] == 4:
+        return composite_on_white(image) if straight_alpha else composite_premultiplied_on_white(image)
+    return image[..., :3]
+
+
+def _check_page(path: str, page: Any) -> str:
+    """Raise unless this backend can decode the page exactly; return how errors name it."""
+    where = f"{path}: {describe_page(page)}"
     if not page.is_tiled:
         raise UnsupportedFormatError(f"{where}: expected a tiled page, got a stripped one")
     compression = int(page.compression)
@@ -94,73 +132,38 @@ def _check_page(path: str, page: Any) -> None:
             f"{where}: expected RGB or YCbCr brightfield pixels, got photometric {photometric} "
             f"with {page.samplesperpixel} samples"
         )
-    if photometric == _PHOTOMETRIC_YCBCR and compression != 7:
+    aperio_j2k = compression in (APERIO_J2K_YCBCR, APERIO_J2K_RGB)
+    if photometric == _PHOTOMETRIC_YCBCR and compression != _JPEG and not aperio_j2k:
         raise UnsupportedFormatError(f"{where}: YCbCr is supported only inside JPEG tiles")
+    if aperio_j2k and page.samplesperpixel != 3:
+        raise UnsupportedFormatError(
+            f"{where}: expected 3 samples in Aperio JPEG 2000 tiles, got {page.samplesperpixel}"
+        )
+    return where
 
 
 def _tiled_level(path: str, page: Any) -> _TiledLevel:
-    _check_page(path, page)
-    tile_height, tile_width = int(page.tilelength), int(page.tilewidth)
-    width, height = int(page.imagewidth), int(page.imagelength)
-    is_jpeg = int(page.compression) == 7
-    colorspace = _jpeg_colorspaces(page)[0] if is_jpeg else None
+    where = _check_page(path, page)
+    across, _ = check_tile_geometry(where, page)
+    compression = int(page.compression)
+    is_jpeg = compression == _JPEG
     return _TiledLevel(
         page=page,
-        width=width,
-        height=height,
-        tile_width=tile_width,
-        tile_height=tile_height,
-        tiles_across=-(-width // tile_width),
+        width=int(page.imagewidth),
+        height=int(page.imagelength),
+        tile_width=int(page.tilewidth),
+        tile_height=int(page.tilelength),
+        tiles_across=across,
         offsets=np.asarray(page.dataoffsets, dtype=np.int64),
         byte_counts=np.asarray(page.databytecounts, dtype=np.int64),
         samples=int(page.samplesperpixel),
+        compression=compression,
         is_jpeg=is_jpeg,
         jpeg_tables=page.jpegtables,
-        jpeg_colorspace=colorspace,
+        jpeg_colorspace=_jpeg_colorspaces(page)[0] if is_jpeg else None,
+        straight_alpha=_straight_alpha(page),
         decode=page.decode,
     )
-
-
-def _aperio_properties(description: str) -> dict[str, str]:
-    """``key = value`` pairs of an Aperio ImageDescription, as OpenSlide names them (``aperio.KEY``)."""
-    properties = {}
-    for item in description.split("|")[1:]:
-        key, sep, value = item.partition("=")
-        if sep:
-            properties[f"aperio.{key.strip()}"] = value.strip()
-    return properties
-
-
-def _resolution_mpp(page: Any) -> tuple[float, float] | None:
-    """Microns per pixel from the TIFF resolution tags (centimetre or inch units only)."""
-    unit = page.tags.valueof("ResolutionUnit")
-    um_per_unit = {2: 25400.0, 3: 10000.0}.get(int(unit) if unit is not None else 0)
-    x_res, y_res = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
-    if um_per_unit is None or not x_res or not y_res:
-        return None
-    x_value, y_value = x_res[0] / x_res[1], y_res[0] / y_res[1]
-    if x_value <= 0 or y_value <= 0:
-        return None
-    return um_per_unit / x_value, um_per_unit / y_value
-
-
-def _ome_mpp(ome_xml: str) -> tuple[float, float] | None:
-    """Microns per pixel from OME-XML ``Pixels`` physical sizes."""
-    try:
-        root = ElementTree.fromstring(ome_xml)
-    except ElementTree.ParseError:
-        return None
-    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
-    if pixels is None:
-        return None
-    sizes = []
-    for axis in ("X", "Y"):
-        value = pixels.get(f"PhysicalSize{axis}")
-        factor = _UNIT_TO_UM.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-        if value is None or factor is None or float(value) <= 0:
-            return None
-        sizes.append(float(value) * factor)
-    return sizes[0], sizes[1]
 
 
 class TiffBackend(SlideBackend):
@@ -170,16 +173,26 @@ class TiffBackend(SlideBackend):
 
     def __init__(self, path: str):
         self.path = str(path)
-        try:
-            self._tiff = tifffile.TiffFile(self.path)
-        except (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError) as exc:
-            raise UnsupportedFormatError(f"{self.path}: not a TIFF file tifffile can parse ({exc})") from exc
-        try:
-            self._levels, self.info, self._associated = self._parse()
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except BaseException:
-            self._tiff.close()
-            raise
+        self._fd: int | None = None
+        with captured_tifffile_log() as records:
+            try:
+                self._tiff = tifffile.TiffFile(self.path)
+            except _PARSE_ERRORS as exc:
+                raise UnsupportedFormatError(f"{self.path}: not a TIFF file tifffile can parse ({exc})") from exc
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                try:
+                    self._levels, self.info, self._associated = self._parse()
+                except SlideError:
+                    raise
+                except _PARSE_ERRORS as exc:
+                    raise CorruptSlideError(f"{self.path}: tifffile cannot parse the TIFF structure ({exc})") from exc
+                raise_for_damage(self.path, records)
+            except BaseException:
+                self.close()
+                raise
+
+    # -- metadata -------------------------------------------------------------------------------
 
     def _parse(self) -> tuple[list[_TiledLevel], SlideInfo, dict[str, Any]]:
         tiff = self._tiff
@@ -197,43 +210,63 @@ class TiffBackend(SlideBackend):
             if current.width >= previous.width or current.height >= previous.height:
                 raise UnsupportedFormatError(f"{self.path}: pyramid levels do not shrink ({previous.width} -> "
                                              f"{current.width} px)")
-        first = pyramid.levels[0].keyframe
-        description = first.description or ""
-        properties: dict[str, str] = {}
-        for tag in ("ImageDescription", "Software", "DateTime", "Make", "Model", "ResolutionUnit",
-                    "XResolution", "YResolution"):
-            value = first.tags.valueof(tag)
-            if value is not None:
-                properties[f"tiff.{tag}"] = str(value)
+        associated = {}
+        if tiff.is_svs:
+            associated = {s.name.lower(): s for s in tiff.series[1:] if s.name.lower() in _ASSOCIATED_NAMES}
+        for series in associated.values():
+            check_associated_geometry(f"{self.path}: {describe_page(series.keyframe)}", series.keyframe)
+        self._check_not_truncated()
+        return levels, self._slide_info(levels, associated), associated
+
+    def _check_not_truncated(self) -> None:
+        """Every page's stored data lies inside the file, levels, associated images and others."""
+        file_size = os.fstat(self._fd).st_size
+        for page in self._tiff.pages:
+            check_segments_in_file(f"{self.path}: {describe_page(page)}", page, file_size)
+
+    def _slide_info(self, levels: list[_TiledLevel], associated: dict[str, Any]) -> SlideInfo:
+        tiff = self._tiff
+        first = levels[0].page
+        properties = metadata.tiff_properties(self._fd, first)
         objective = None
-        associated: dict[str, Any] = {}
         if tiff.is_svs:
             vendor = "aperio"
-            properties.update(_aperio_properties(description))
-            mpp_value = _positive_float(properties.get("aperio.MPP"))
-            mpp = (mpp_value, mpp_value) if mpp_value else None
-            objective = _positive_float(properties.get("aperio.AppMag"))
-            associated = {s.name.lower(): s for s in tiff.series[1:] if s.name.lower() in ("thumbnail", "label", "macro")}
+            properties.update(metadata.aperio_properties(properties.get("tiff.ImageDescription", "")))
+            mpp = metadata.aperio_mpp(properties)
+            objective = metadata.aperio_objective_power(properties)
         elif tiff.is_ome:
             vendor = "ome-tiff"
-            mpp = _ome_mpp(tiff.ome_metadata or "")
+            mpp = metadata.ome_mpp(tiff.ome_metadata or "")
         else:
             vendor = "generic-tiff"
-            mpp = _resolution_mpp(first)
+            mpp = metadata.resolution_mpp(first)
         dims = tuple((lvl.width, lvl.height) for lvl in levels)
-        info = SlideInfo(
+        downsamples = tuple(openslide_downsample(dims[0], d) for d in dims)
+        tile_sizes = tuple((lvl.tile_width, lvl.tile_height) for lvl in levels)
+        properties.update(standard_properties(vendor=vendor, level_dimensions=dims, level_downsamples=downsamples,
+                                              tile_sizes=tile_sizes, mpp=mpp, objective_power=objective))
+        for name, series in associated.items():
+            properties.update(associated_properties(name, series.keyframe.imagewidth, series.keyframe.imagelength))
+        properties.update(metadata.quickhash(self._fd, levels[-1].page, first))
+        return SlideInfo(
             vendor=vendor,
             level_dimensions=dims,
-            level_downsamples=tuple(openslide_downsample(dims[0], d) for d in dims),
+            level_downsamples=downsamples,
             mpp=mpp,
             objective_power=objective,
-            tile_sizes=tuple((lvl.tile_width, lvl.tile_height) for lvl in levels),
+            tile_sizes=tile_sizes,
             properties=properties,
             associated_names=tuple(sorted(associated)),
         )
-        return levels, info, associated
 
     # -- pixels ---------------------------------------------------------------------------------
+
+    def _corrupt_tile(self, level: _TiledLevel, level_index: int, index: int, problem: str) -> CorruptSlideError:
+        row, col = divmod(index, level.tiles_across)
+        return CorruptSlideError(
+            f"{self.path}: cannot decode stored tile (level {level_index}, row {row}, col {col}, "
+            f"{int(level.byte_counts[index])} bytes at offset {int(level.offsets[index])}): {problem}"
+        )
 
     def _decode_tile(self, level: _TiledLevel, level_index: int, index: int, out: np.ndarray | None) -> np.ndarray:
         """Decode stored tile ``index`` of a level to ``(tile_h, tile_w, 3)``, into ``out`` when given."""
@@ -244,22 +277,26 @@ class TiffBackend(SlideBackend):
             tile.fill(255)
             return tile
         data = os.pread(self._fd, count, int(level.offsets[index]))
+        if len(data) != count:  # the file shrank since it was opened
+            raise self._corrupt_tile(level, level_index, index, f"the file ends after {len(data)} of them")
         try:
             if level.is_jpeg and level.samples == 3:
                 return imagecodecs.jpeg8_decode(
                     data, tables=level.jpeg_tables, colorspace=level.jpeg_colorspace,
                     outcolorspace=_PHOTOMETRIC_RGB, out=out,
                 )
-            decoded, _, _ = level.decode(data, index, jpegtables=level.jpeg_tables)
+            if level.compression in (APERIO_J2K_YCBCR, APERIO_J2K_RGB):
+                tile = decode_aperio_j2k(data, level.compression)
+            else:
+                with captured_tifffile_log():
+                    decoded, _, _ = level.decode(data, index, jpegtables=level.jpeg_tables)
+                tile = np.asarray(decoded).reshape(level.tile_height, level.tile_width, level.samples)
         except Exception as exc:  # imagecodecs raises codec-specific errors; all mean bad bytes
-            row, col = divmod(index, level.tiles_across)
-            raise CorruptSlideError(
-                f"{self.path}: cannot decode stored tile (level {level_index}, row {row}, col {col}, "
-                f"{count} bytes at offset {int(level.offsets[index])}): {exc}"
-            ) from exc
-        tile = np.asarray(decoded).reshape(level.tile_height, level.tile_width, level.samples)
-        if level.samples == 4:  # RGBA: composite on white, as OpenSlide does
-            tile = composite_on_white(tile)
+            raise self._corrupt_tile(level, level_index, index, str(exc)) from exc
+        if tile.shape[:2] != shape[:2]:
+            raise self._corrupt_tile(level, level_index, index,
+                                     f"expected a {shape[1]}x{shape[0]} px tile, got {tile.shape[1]}x{tile.shape[0]}")
+        tile = _to_rgb(tile, level.straight_alpha)
         if out is not None:
             out[...] = tile
             return out
@@ -297,11 +334,22 @@ class TiffBackend(SlideBackend):
     def associated_image(self, name: str) -> np.ndarray:
         series = self._associated.get(name)
         if series is None:
-            raise KeyError(f"{self.path}: no associated image {name!r}; available: {sorted(self._associated)}")
-        image = np.asarray(series.asarray())
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        return np.ascontiguousarray(image[..., :3]).astype(np.uint8, copy=False)
+            raise AssociatedImageNotFoundError(
+                f"{self.path}: no associated image {name!r}; available: {sorted(self._associated)}"
+            )
+        page = series.keyframe
+        what = f"associated image {name!r} ({describe_page(page)})"
+        with captured_tifffile_log() as records:
+            try:
+                image = np.asarray(series.asarray())
+            except Exception as exc:  # tifffile and imagecodecs raise codec-specific errors
+                raise CorruptSlideError(f"{self.path}: cannot decode {what}: {exc}") from exc
+            raise_for_damage(self.path, records, what)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise UnsupportedFormatError(
+                f"{self.path}: {what}: expected 8-bit gray, RGB or RGBA pixels, got {image.dtype} {image.shape}"
+            )
+        return np.ascontiguousarray(_to_rgb(image, _straight_alpha(page)))
 
     def token(self) -> str:
         stat = os.stat(self.path)
@@ -313,11 +361,3 @@ class TiffBackend(SlideBackend):
             self._fd = None
         if getattr(self, "_tiff", None) is not None:
             self._tiff.close()
-
-
-def _positive_float(value: str | None) -> float | None:
-    try:
-        number = float(re.sub(r"[^0-9.eE+-]", "", value)) if value else None
-    except ValueError:
-        return None
-    return number if number and number > 0 else None
