@@ -9,44 +9,64 @@
 """
 
 from slidescope.wsi.errors import (
+    AssociatedImageNotFoundError,
     ClosedSlideError,
     CorruptSlideError,
     MissingMppError,
     OutOfBoundsError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
     RegionError,
     ResolutionError,
+    SlideAccessError,
     SlideError,
     SlideNotFoundError,
+    SlidePermissionError,
     UnsupportedFormatError,
 )
 
 from .dask_read import DEFAULT_BATCH_SIZE, TileBatch, map_batches, read_batches
-from .overlays import COLORMAPS, OverlayError, overlay
-from .plan import PLAN_COLUMNS, TilePlan, TilePlanError, plan_tiles
+from .errors import (
+    DarkFieldError,
+    ImageTypeError,
+    OverlayError,
+    StainError,
+    StainNotFittedError,
+    StitchError,
+    TileBatchError,
+    TilePlanError,
+    TissueMaskError,
+)
+from .overlays import COLORMAPS, overlay
+from .plan import PLAN_COLUMNS, TilePlan, plan_tiles
 from .scales import Scale, parse_scale
 from .stain import (
     HedAugmenter,
     MacenkoNormalizer,
     ReinhardNormalizer,
-    StainError,
     StainNormalizer,
-    StainNotFittedError,
     augment_hed,
     hed_to_rgb,
     normalizer_from_dict,
     perturb_hed,
     rgb_to_hed,
 )
-from .stitching import MAX_IN_MEMORY_BYTES, StitchError, canvas_size, stitch
-from .tissue import METHODS, ImageTypeError, TissueMask, TissueMaskError, tissue_mask, tissue_mask_from_rgb
+from .stitching import MAX_IN_MEMORY_BYTES, canvas_size, stitch
+from .tissue import METHODS, MIN_MASK_EDGE, TissueMask, tissue_mask, tissue_mask_from_rgb
 
 __all__ = [
-    "SlideError", "SlideNotFoundError", "UnsupportedFormatError", "CorruptSlideError", "MissingMppError",
-    "RegionError", "OutOfBoundsError", "ResolutionError", "ClosedSlideError",
-    "Scale", "parse_scale", "TilePlan", "TilePlanError", "PLAN_COLUMNS", "plan_tiles",
+    # the wsi hierarchy
+    "SlideError", "SlideNotFoundError", "SlideAccessError", "SlidePermissionError", "UnsupportedFormatError",
+    "CorruptSlideError", "MissingMppError", "AssociatedImageNotFoundError", "ParameterError", "RegionError",
+    "OutOfBoundsError", "ResolutionError", "ClosedSlideError", "OutputError", "OutputExistsError",
+    # tiling's own errors
+    "TilePlanError", "TileBatchError", "TissueMaskError", "ImageTypeError", "DarkFieldError", "StainError",
+    "StainNotFittedError", "StitchError", "OverlayError",
+    "Scale", "parse_scale", "TilePlan", "PLAN_COLUMNS", "plan_tiles",
     "TileBatch", "read_batches", "map_batches", "DEFAULT_BATCH_SIZE",
-    "TissueMask", "TissueMaskError", "ImageTypeError", "METHODS", "tissue_mask", "tissue_mask_from_rgb",
-    "StainError", "StainNotFittedError", "StainNormalizer", "MacenkoNormalizer", "ReinhardNormalizer",
+    "TissueMask", "METHODS", "MIN_MASK_EDGE", "tissue_mask", "tissue_mask_from_rgb",
+    "StainNormalizer", "MacenkoNormalizer", "ReinhardNormalizer",
     "normalizer_from_dict", "HedAugmenter", "augment_hed", "perturb_hed", "rgb_to_hed", "hed_to_rgb",
-    "stitch", "StitchError", "canvas_size", "MAX_IN_MEMORY_BYTES", "overlay", "OverlayError", "COLORMAPS",
+    "stitch", "canvas_size", "MAX_IN_MEMORY_BYTES", "overlay", "COLORMAPS",
 ]

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._stain_checks import StainError, as_batch, check_range, restore_shape
+from slidescope.wsi.errors import ParameterError
+
+from ._stain_checks import as_batch, check_range, restore_shape
 from ._stain_optics import hed_concentrations, hed_concentrations_to_rgb, hed_optical_density
+from .errors import StainError
 
 __all__ = ["augment_hed", "perturb_hed", "HedAugmenter"]
 
@@ -29,9 +32,12 @@ RngLike = np.random.Generator | int | None
 def _per_image(values: object, n_images: int, name: str) -> np.ndarray:
     """Broadcast ``values`` ((3,) or (N, 3)) to a float32 (N, 1, 1, 3) array."""
     try:
-        array = np.asarray(values, dtype=np.float32)
+        array = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise StainError(f"perturb_hed: {name} expected numbers, got {values!r}") from exc
+    if array.dtype.kind not in "iuf":  # bools and strings are not scales or shifts
+        raise StainError(f"perturb_hed: {name} expected numbers, got {values!r} (dtype {array.dtype})")
+    array = array.astype(np.float32)
     if array.shape not in ((3,), (n_images, 3)) or not np.all(np.isfinite(array)):
         raise StainError(
             f"perturb_hed: {name} expected finite values of shape (3,) or ({n_images}, 3) "
@@ -67,17 +73,13 @@ def perturb_hed(image: np.ndarray, alpha: object, beta: object) -> np.ndarray:
 
 
 def _check_interval(name: str, interval: object, low: float, high: float) -> tuple[float, float]:
-    """Return ``(start, stop)`` of a (low, high) pair inside [low, high], else raise a StainError."""
-    try:
-        pair = np.asarray(interval, dtype=np.float64)
-    except (TypeError, ValueError):
-        pair = np.empty(0)
-    if pair.shape != (2,):
-        raise StainError(f"augment_hed: {name} expected a (low, high) pair, got {interval!r}")
-    start = check_range(f"{name}[0]", float(pair[0]), low, high, "augment_hed")
-    stop = check_range(f"{name}[1]", float(pair[1]), low, high, "augment_hed")
+    """``(start, stop)`` of a (low, high) pair inside [low, high], else a ParameterError."""
+    if isinstance(interval, (str, bytes)) or not hasattr(interval, "__len__") or len(interval) != 2:  # type: ignore[arg-type]
+        raise ParameterError(f"augment_hed: {name}: expected a (low, high) pair, got {interval!r}")
+    start, stop = (check_range(f"{name}[{i}]", value, low, high, "augment_hed")
+                   for i, value in enumerate(interval))  # type: ignore[arg-type]
     if start > stop:
-        raise StainError(f"augment_hed: {name} expected low <= high, got {interval!r}")
+        raise ParameterError(f"augment_hed: {name}: expected low <= high, got {interval!r}")
     return start, stop
 
 

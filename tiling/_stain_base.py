@@ -13,7 +13,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ._stain_checks import StainError, StainNotFittedError, as_batch, gather_pixels, restore_shape
+from ._stain_checks import as_batch, gather_pixels, restore_shape
+from .errors import StainError, StainNotFittedError
 
 __all__ = ["StainNormalizer", "FORMAT_VERSION", "MAX_FIT_PIXELS"]
 

@@ -1,8 +1,9 @@
-"""Stain errors and the input checks every stain function shares.
+"""The input checks every stain function shares.
 
 One job: turn what a caller passed (a tile, a batch, a list of tiles, a parameter dict) into the
-array shapes the stain code works on, or raise a :class:`StainError` that says what was expected
-and what was got.
+array shapes the stain code works on, or raise a :class:`~slidescope.tiling.errors.StainError` that
+says what was expected and what was got. Scalar parameters go through
+:mod:`slidescope.wsi.validation` (:func:`check_range` is its ``parse_number`` with the owner named).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from slidescope.wsi.errors import SlideError
+from slidescope.wsi.validation import parse_number
+
+from .errors import StainError
 
 __all__ = [
-    "StainError",
-    "StainNotFittedError",
     "as_batch",
     "gather_pixels",
     "restore_shape",
@@ -24,14 +25,6 @@ __all__ = [
     "dict_float",
     "check_range",
 ]
-
-
-class StainError(SlideError):
-    """Bad input or parameters for stain normalisation or augmentation (a ``ValueError``)."""
-
-
-class StainNotFittedError(StainError, RuntimeError):
-    """A normaliser was used (``transform``, fitted parameters) before ``fit``/``from_dict``."""
 
 
 def _describe(value: object) -> str:
@@ -120,12 +113,7 @@ def dict_float(params: Mapping[str, Any], key: str, owner: str) -> float:
     return float(dict_array(params, key, (), owner))
 
 
-def check_range(name: str, value: float, low: float, high: float, owner: str) -> float:
-    """Return ``float(value)`` if ``low <= value <= high``, else raise a StainError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise StainError(f"{owner}: {name} expected a number, got {value!r}") from exc
-    if not (low <= number <= high):
-        raise StainError(f"{owner}: {name} expected a value in [{low}, {high}], got {value!r}")
-    return number
+def check_range(name: str, value: object, low: float, high: float, owner: str) -> float:
+    """``value`` as a float in ``[low, high]``, else a :class:`~slidescope.wsi.errors.ParameterError`
+    naming ``owner`` and ``name``."""
+    return parse_number(value, f"{owner}: {name}", minimum=low, maximum=high)

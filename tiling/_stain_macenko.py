@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from slidescope.wsi.validation import parse_int
+
 from ._stain_base import StainNormalizer
-from ._stain_checks import StainError, check_range, dict_array
+from ._stain_checks import check_range, dict_array
 from ._stain_optics import od_to_rgb, optical_density
+from .errors import StainError
 
 __all__ = ["MacenkoNormalizer", "estimate_macenko", "stain_angle_deg"]
 
@@ -107,7 +110,8 @@ class MacenkoNormalizer(StainNormalizer):
         self.concentration_percentile = check_range(
             "concentration_percentile", concentration_percentile, 50.0, 100.0, owner
         )
-        self.min_tissue_pixels = int(check_range("min_tissue_pixels", min_tissue_pixels, 3, 1e12, owner))
+        self.min_tissue_pixels = parse_int(min_tissue_pixels, f"{owner}: min_tissue_pixels", minimum=3,
+                                           maximum=10**12)
         self._max_tissue_value = int(np.floor(256.0 * np.exp(-self.od_threshold) - 1.0))
         self._stain_matrix: np.ndarray | None = None
         self._max_concentrations: np.ndarray | None = None

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._stain_checks import StainError, as_batch, restore_shape
+from ._stain_checks import as_batch, restore_shape
+from .errors import StainError
 
 __all__ = [
     "RGB_FROM_HED",

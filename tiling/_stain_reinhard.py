@@ -15,8 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from slidescope.wsi.errors import ParameterError
+from slidescope.wsi.validation import parse_int
+
 from ._stain_base import StainNormalizer
-from ._stain_checks import StainError, check_range, dict_array
+from ._stain_checks import check_range, dict_array
+from .errors import StainError
 
 __all__ = ["ReinhardNormalizer"]
 
@@ -95,10 +99,11 @@ class ReinhardNormalizer(StainNormalizer):
         super().__init__()
         owner = type(self).__name__
         if not isinstance(mask_background, (bool, np.bool_)):
-            raise StainError(f"{owner}: mask_background expected True or False, got {mask_background!r}")
+            raise ParameterError(f"{owner}: mask_background: expected True or False, got {mask_background!r}")
         self.mask_background = bool(mask_background)
         self.background_l = check_range("background_l", background_l, _BLEND_WIDTH, 100.0, owner)
-        self.min_tissue_pixels = int(check_range("min_tissue_pixels", min_tissue_pixels, 2, 1e12, owner))
+        self.min_tissue_pixels = parse_int(min_tissue_pixels, f"{owner}: min_tissue_pixels", minimum=2,
+                                           maximum=10**12)
         self._means: np.ndarray | None = None
         self._stds: np.ndarray | None = None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._tissue_errors import ImageTypeError, TissueMaskError
+from .errors import ImageTypeError, TissueMaskError
 
 __all__ = ["ColorFeatures", "check_rgb", "color_features", "clamped_otsu"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from os import PathLike
@@ -12,8 +11,18 @@ import cv2
 import numpy as np
 
 from slidescope.wsi.atomic import atomic_path
+from slidescope.wsi.errors import ParameterError, ResolutionError
+from slidescope.wsi.validation import (
+    MAX_COORDINATE,
+    MAX_MPP,
+    parse_non_negative_float,
+    parse_number,
+    parse_path,
+    parse_positive_float,
+    parse_positive_int,
+)
 
-from ._tissue_errors import ImageTypeError, TissueMaskError, check_mpp, check_non_negative
+from .errors import ImageTypeError, TissueMaskError
 
 __all__ = ["TissueMask"]
 
@@ -22,17 +31,12 @@ Polygon = list[Ring]  # [outer, hole, hole, ...]
 
 
 def _check_dimensions(slide_dimensions: object) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in slide_dimensions)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise TissueMaskError(
-            f"slide_dimensions: expected level-0 (width, height), got {slide_dimensions!r}"
-        ) from None
-    if w <= 0 or h <= 0:
-        raise TissueMaskError(
-            f"slide_dimensions: expected positive level-0 (width, height), got {slide_dimensions!r}"
-        )
-    return w, h
+    if isinstance(slide_dimensions, (str, bytes)) or not hasattr(slide_dimensions, "__len__") \
+            or len(slide_dimensions) != 2:  # type: ignore[arg-type]
+        raise ParameterError(f"slide_dimensions: expected level-0 (width, height), got {slide_dimensions!r}")
+    width, height = slide_dimensions  # type: ignore[misc]
+    return (parse_positive_int(width, "slide_dimensions width", maximum=MAX_COORDINATE),
+            parse_positive_int(height, "slide_dimensions height", maximum=MAX_COORDINATE))
 
 
 def _check_mask_array(array: object) -> np.ndarray:
@@ -80,10 +84,11 @@ class TissueMask:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "array", _check_mask_array(self.array))
-        object.__setattr__(self, "mpp", check_mpp(self.mpp, "mpp"))
+        object.__setattr__(self, "mpp", parse_positive_float(self.mpp, "mpp", maximum=MAX_MPP,
+                                                             error=ResolutionError))
         object.__setattr__(self, "slide_dimensions", _check_dimensions(self.slide_dimensions))
         if self.slide_path is not None:
-            object.__setattr__(self, "slide_path", os.fspath(self.slide_path))
+            object.__setattr__(self, "slide_path", parse_path(self.slide_path, "slide_path"))
 
     # -- construction ------------------------------------------------------------------
 
@@ -107,9 +112,10 @@ class TissueMask:
         slide_path: str | PathLike[str] | None = None,
     ) -> TissueMask:
         """Read a mask written by :meth:`to_png` (any single-channel PNG; non-zero is tissue)."""
-        image = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
+        source = parse_path(path)
+        image = cv2.imread(source, cv2.IMREAD_GRAYSCALE)
         if image is None:
-            raise TissueMaskError(f"{os.fspath(path)}: expected a readable PNG mask, got none")
+            raise TissueMaskError(f"{source}: expected a readable PNG mask, got none")
         return cls(image, mpp, slide_dimensions, slide_path)  # type: ignore[arg-type]
 
     # -- geometry ----------------------------------------------------------------------
@@ -199,12 +205,14 @@ class TissueMask:
 
     def fraction_in(self, l0_x: float, l0_y: float, l0_w: float, l0_h: float) -> float:
         """Tissue fraction of one level-0 box (see :meth:`fractions_in` for the rules)."""
-        return float(self.fractions_in(np.array([[l0_x, l0_y, l0_w, l0_h]], dtype=np.float64))[0])
+        box = [parse_number(v, name) for v, name in ((l0_x, "l0_x"), (l0_y, "l0_y"), (l0_w, "l0_w"), (l0_h, "l0_h"))]
+        return float(self.fractions_in(np.array([box], dtype=np.float64))[0])
 
     def contains(self, l0_x: float, l0_y: float) -> bool:
         """Whether the level-0 point lies on tissue (False outside the slide)."""
         sx, sy = self.downsample_xy
-        col, row = int(np.floor(l0_x / sx)), int(np.floor(l0_y / sy))
+        x, y = parse_number(l0_x, "l0_x"), parse_number(l0_y, "l0_y")
+        col, row = int(np.floor(x / sx)), int(np.floor(y / sy))
         h, w = self.array.shape
         return bool(0 <= row < h and 0 <= col < w and self.array[row, col])
 
@@ -225,7 +233,7 @@ class TissueMask:
         min_area_um2
             Drop polygons (outer ring minus holes) smaller than this, in square microns.
         """
-        min_area = check_non_negative(min_area_um2, "min_area_um2")
+        min_area = parse_non_negative_float(min_area_um2, "min_area_um2")
         if self.is_empty:
             return []
         contours, hierarchy = cv2.findContours(
@@ -295,8 +303,17 @@ class TissueMask:
         -------
         str
             The path written.
+
+        Raises
+        ------
+        ParameterError
+            ``path`` does not end in ``.png`` (the bytes are PNG whatever the name says).
+        OutputError
+            The folder above the path's folder is missing (only the last folder level is made).
         """
-        target = os.fspath(path)
+        target = parse_path(path)
+        if not target.lower().endswith(".png"):
+            raise ParameterError(f"path: expected a .png path (the mask is written as PNG), got {target!r}")
         ok, data = cv2.imencode(".png", self.array.view(np.uint8) * np.uint8(255))
         if not ok:  # pragma: no cover - OpenCV fails only on exotic inputs
             raise TissueMaskError(f"{target}: OpenCV could not encode the mask as PNG")

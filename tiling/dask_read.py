@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from slidescope.wsi import Slide, open_slide
-from slidescope.wsi.errors import RegionError
+from slidescope.wsi.validation import parse_positive_int
 
+from .errors import TileBatchError
 from .plan import TilePlan
 from .scales import Scale
 
@@ -87,8 +88,8 @@ def _batches(plan: TilePlan, scale: int | Scale | str, batch_size: int,
     The number of batches is rounded up to a multiple of ``workers`` (while batches stay
     non-empty), so a small slide does not leave a worker idle while another reads two batches.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise RegionError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    batch_size = parse_positive_int(batch_size, "batch_size", maximum=2**20)
+    workers = parse_positive_int(workers, "workers", maximum=2**20)
     index = plan.scale_index(scale)
     rows = plan.tiles(index).sort_values(["l0_y", "l0_x"], kind="stable")  # neighbours share stored tiles
     boxes = plan.read_boxes(rows, index)
@@ -123,7 +124,9 @@ def _results_frame(result: Any, tile_ids: np.ndarray) -> pd.DataFrame:
         else:
             frame = pd.DataFrame({"value": list(array)})
     if len(frame) != len(tile_ids):
-        raise RegionError(f"batch function: expected one result row per tile ({len(tile_ids)}), got {len(frame)}")
+        raise TileBatchError(
+            f"batch function: expected one result row per tile ({len(tile_ids)}), got {len(frame)}"
+        )
     frame.insert(0, "tile_id", tile_ids)
     return frame
 
@@ -168,6 +171,27 @@ def read_batches(slide: Slide | str | os.PathLike[str], plan: TilePlan, scale: i
     return [read(opened, ids, locations, chosen, transform) for ids, locations in chunks]
 
 
+def _empty_result(function: BatchFunction, scale: Scale, transform: Transform | None) -> pd.DataFrame:
+    """The result table of a scale without tiles: ``function``'s columns and dtypes, no rows.
+
+    ``function`` is called once, here, on one white tile (what a read past the slide's edge
+    returns) at the scale's read size, through ``transform``, and its one row is dropped: an empty
+    batch would break functions that do not expect one (``images.reshape(len(images), -1)``,
+    Keras ``predict``), one tile works wherever a real batch does.
+    """
+    images = np.full((1, scale.read_size, scale.read_size, 3), 255, dtype=np.uint8)
+    tile_ids = np.full(1, -1, dtype=np.int64)
+    try:
+        result = function(images if transform is None else transform(images), tile_ids)
+    except Exception as exc:
+        raise TileBatchError(
+            f"batch function: the scale ({scale.tile} px at {scale.mpp:g} µm/px) has no tiles, so the function was "
+            f"called on one white {scale.read_size} x {scale.read_size} tile to learn the result's columns; "
+            f"expected a result, got {type(exc).__name__}: {exc}"
+        ) from exc
+    return _results_frame(result, tile_ids).iloc[:0].reset_index(drop=True)
+
+
 def map_batches(function: BatchFunction, slide: Slide | str | os.PathLike[str], plan: TilePlan,
                 scale: int | Scale | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 transform: Transform | None = None, scheduler: Any = None) -> pd.DataFrame:
@@ -176,6 +200,10 @@ def map_batches(function: BatchFunction, slide: Slide | str | os.PathLike[str], 
     ``function`` returns one result per tile: a 1-D array (column ``value``), a 2-D array
     (columns ``value_0``...), a dict of per-tile arrays, or a DataFrame. Reading and applying
     happen in the same task, so pixels never leave the worker.
+
+    A scale without tiles (a slide without tissue) gives an empty table with the same columns and
+    dtypes as a full one: ``function`` is then called once, in this process, on a batch of one
+    white tile (tile id -1, through ``transform``) whose row is dropped.
 
     Parameters
     ----------
@@ -186,15 +214,20 @@ def map_batches(function: BatchFunction, slide: Slide | str | os.PathLike[str], 
     Returns
     -------
     pandas.DataFrame
-        ``tile_id`` plus the function's columns, sorted by ``tile_id``.
+        ``tile_id`` (int64) plus the function's columns, sorted by ``tile_id``.
+
+    Raises
+    ------
+    TileBatchError
+        ``function`` returned other than one row per tile, or (no tiles) raised on the white tile.
     """
     import dask
 
     opened = _task_slide(slide, plan)
     chosen, chunks = _batches(plan, scale, batch_size, parallelism(scheduler))
+    if not chunks:
+        return _empty_result(function, chosen, transform)
     apply = dask.delayed(_read_and_apply, pure=True)
     tasks = [apply(opened, ids, locations, chosen, transform, function) for ids, locations in chunks]
-    if not tasks:
-        return pd.DataFrame({"tile_id": np.zeros(0, dtype=np.int64)})
     frames = dask.compute(*tasks, scheduler=scheduler)
     return pd.concat(frames, ignore_index=True).sort_values("tile_id", kind="stable").reset_index(drop=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,11 @@ import numpy as np
 
 from slidescope.wsi import Slide
 from slidescope.wsi.atomic import atomic_path
+from slidescope.wsi.errors import ParameterError
+from slidescope.wsi.validation import parse_fraction, parse_number, parse_path
 
-from .stitching import StitchError, _resize
+from .errors import OverlayError
+from .stitching import _resize
 
 __all__ = ["COLORMAPS", "OverlayError", "overlay"]
 
@@ -27,25 +29,12 @@ COLORMAPS: dict[str, int] = {
 _ASPECT_SLACK_PX, _ASPECT_SLACK_FRACTION = 2.0, 0.05
 
 
-class OverlayError(StitchError):
-    """A heatmap cannot be drawn over a slide as asked."""
-
-
 def _colormap(name: Any) -> int:
     if isinstance(name, str):
         key = name.lower().removeprefix("colormap_")
         if key in COLORMAPS:
             return COLORMAPS[key]
-    raise OverlayError(f"colormap: expected one of {', '.join(sorted(COLORMAPS))}; got {name!r}")
-
-
-def _check_number(value: Any, name: str, low: float | None = None, high: float | None = None) -> float:
-    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating)) \
-        and math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
-    if not ok:
-        span = f" in [{low:g}, {high:g}]" if low is not None and high is not None else ""
-        raise OverlayError(f"{name}: expected a finite number{span}, got {value!r}")
-    return float(value)
+    raise ParameterError(f"colormap: expected one of {', '.join(sorted(COLORMAPS))}; got {name!r}")
 
 
 def _check_heatmap(heatmap: Any) -> Any:
@@ -88,11 +77,9 @@ def _reduced(heatmap: Any, size: tuple[int, int]) -> np.ndarray:
 
 
 def _png_path(out: Any) -> Path:
-    if not isinstance(out, (str, os.PathLike)):
-        raise OverlayError(f"out: expected None or a .png path, got {type(out).__name__}")
-    path = Path(out)
+    path = Path(parse_path(out, "out"))
     if path.suffix.lower() != ".png":
-        raise OverlayError(f"out: expected a .png path, got {str(path)!r}")
+        raise ParameterError(f"out: expected a .png path, got {str(path)!r}")
     return path
 
 
@@ -136,16 +123,17 @@ def overlay(
     Raises
     ------
     OverlayError
-        An unknown colormap, a heatmap that is not 2-D numbers or whose aspect ratio is not the
-        slide's, alpha outside [0, 1], vmin/vmax not finite or ``vmax <= vmin``, ``out`` not a
-        .png path.
+        A heatmap that is not 2-D numbers or whose aspect ratio is not the slide's.
+    ParameterError
+        An unknown colormap, alpha outside [0, 1], vmin/vmax not finite or ``vmax <= vmin``,
+        ``out`` not a .png path.
     """
     code = _colormap(colormap)
-    alpha = _check_number(alpha, "alpha", 0.0, 1.0)
-    low = None if vmin is None else _check_number(vmin, "vmin")
-    high = None if vmax is None else _check_number(vmax, "vmax")
+    alpha = parse_fraction(alpha, "alpha")
+    low = None if vmin is None else parse_number(vmin, "vmin")
+    high = None if vmax is None else parse_number(vmax, "vmax")
     if low is not None and high is not None and high <= low:
-        raise OverlayError(f"vmax: expected more than vmin ({low:g}), got {high:g}")
+        raise ParameterError(f"vmax: expected more than vmin ({low:g}), got {high:g}")
     heatmap = _check_heatmap(heatmap)
     path = None if out is None else _png_path(out)
     _check_aspect(slide, tuple(heatmap.shape))

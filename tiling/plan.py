@@ -1,9 +1,11 @@
 """Multi-scale tile plans: which tiles to read, at which resolution, under which coarse parent.
 
-A plan is a table, one row a tile (see :data:`PLAN_COLUMNS`). Scales are ordered coarse to fine;
-the coarsest scale is a grid over the whole slide, and each finer scale is laid out *inside* each
-kept tile of the scale above, so every fine tile lies within its parent and the cascade
-"run the cell model only where the tissue model says so" is ``plan.children(ids)``.
+A plan is a table, one row a tile (see :data:`PLAN_COLUMNS`). Scales are ordered coarse to fine
+by resolution (largest µm per pixel first), whatever the order they were passed in; the coarsest
+scale is a grid over the whole slide, and each finer scale is laid out *inside* each kept tile of
+the scale above, so every fine tile lies within its parent and the cascade "run the cell model only
+where the tissue model says so" is ``plan.children(ids)``. A finer scale whose tiles are larger (in
+microns) than the tiles of the coarser scale above cannot nest and is refused.
 
 Geometry is in whole level-0 pixels. The grid starts at the slide origin and each tile start is
 snapped down to the read level's pixel grid, so tiles whose size is a multiple of the stored
@@ -22,20 +24,15 @@ import numpy as np
 import pandas as pd
 
 from slidescope.wsi import Slide
-from slidescope.wsi.errors import RegionError, SlideError
+from slidescope.wsi.errors import MissingMppError, ParameterError
+from slidescope.wsi.validation import parse_fraction
 
+from .errors import TilePlanError
+from .plan_io import PLAN_COLUMNS, read_plan_table, write_plan_table
 from .scales import Scale
 from .tissue import TissueMask
 
 __all__ = ["PLAN_COLUMNS", "TilePlan", "TilePlanError", "plan_tiles"]
-
-#: Columns of a plan table, each named for its space.
-PLAN_COLUMNS = ("tile_id", "scale", "mpp", "l0_x", "l0_y", "l0_width", "l0_height", "read_level",
-                "tissue_fraction", "parent_id")
-
-
-class TilePlanError(SlideError):
-    """A plan cannot be made, saved or loaded as asked."""
 
 
 @dataclass(frozen=True)
@@ -122,17 +119,32 @@ class TilePlan:
             )
 
     def save(self, path: Any) -> str:
-        """Write the plan as Parquet (atomically); see :mod:`slidescope.tiling.plan_io`."""
-        from .plan_io import save_plan
-
-        return save_plan(self, path)
+        """Write the plan as Parquet (atomically), scales and slide in its metadata; returns the path."""
+        metadata = {
+            "scales": [scale.to_dict() for scale in self.scales],
+            "slide": {"path": self.slide.path, "dimensions": list(self.slide.dimensions),
+                      "mpp": list(self.slide.mpp)},
+        }
+        return write_plan_table(self.table, metadata, path)
 
     @classmethod
     def load(cls, path: Any) -> "TilePlan":
-        """Read a plan written by :meth:`save`."""
-        from .plan_io import load_plan
+        """Read a plan written by :meth:`save`.
 
-        return load_plan(path)
+        Raises
+        ------
+        TilePlanError
+            Not a plan file, or its metadata is malformed (the message names the file).
+        """
+        frame, metadata = read_plan_table(path)
+        try:
+            scales = [Scale.from_dict(entry) for entry in metadata["scales"]]
+            slide = metadata["slide"]
+            ref = SlideRef(str(slide["path"]), tuple(int(v) for v in slide["dimensions"]),  # type: ignore[arg-type]
+                           tuple(float(v) for v in slide["mpp"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TilePlanError(f"{path}: malformed plan metadata ({type(exc).__name__}: {exc})") from exc
+        return cls(frame, scales, ref)
 
 
 def _check_mask(slide: Slide, mask: TissueMask | None) -> None:
@@ -166,6 +178,46 @@ def _snap(starts: np.ndarray, floor: np.ndarray, downsample: float) -> np.ndarra
     return np.maximum((starts // step) * step, floor)
 
 
+def _label(scale: Scale) -> str:
+    name = f"{scale.name!r}: " if scale.name else ""
+    return f"{name}{scale.tile} px at {scale.mpp:g} µm/px ({scale.extent_um():g} µm)"
+
+
+def _order_scales(scales: Sequence[Scale] | Scale) -> list[Scale]:
+    """The scales coarse to fine: largest mpp first; at equal mpp, larger tiles first (stable)."""
+    given = [scales] if isinstance(scales, Scale) else scales
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        raise ParameterError(f"scales: expected a Scale or a sequence of Scale, got {type(given).__name__}")
+    given = list(given)
+    if not given:
+        raise TilePlanError("scales: expected at least one Scale, got none")
+    for i, scale in enumerate(given):
+        if not isinstance(scale, Scale):
+            raise ParameterError(f"scales[{i}]: expected a Scale, got {scale!r}")
+    names = [s.name for s in given if s.name is not None]
+    if len(set(names)) != len(names):
+        raise TilePlanError(f"scales: expected distinct names, got {names}")
+    return sorted(given, key=lambda s: (-s.mpp, -s.extent_um()))
+
+
+def _extent(scale: Scale, mpp: tuple[float, float], value: int) -> tuple[int, int]:
+    """``value`` target pixels of ``scale`` in level-0 pixels along x and y (at least 1)."""
+    return max(1, round(value * scale.mpp / mpp[0])), max(1, round(value * scale.mpp / mpp[1]))
+
+
+def _check_nesting(ordered: list[Scale], mpp: tuple[float, float]) -> None:
+    """Refuse a finer scale whose tiles do not fit inside the tiles of the coarser scale above."""
+    for parent, child in zip(ordered, ordered[1:]):
+        outer, inner = _extent(parent, mpp, parent.tile), _extent(child, mpp, child.tile)
+        if inner[0] > outer[0] or inner[1] > outer[1]:
+            raise TilePlanError(
+                f"scales: tiles nest coarse to fine (largest µm/px first), each inside a tile of the coarser "
+                f"scale above; expected the finer scale's tiles to fit in the coarser one's, got {_label(child)} "
+                f"under {_label(parent)}; make the coarser tiles at least {child.extent_um():g} µm or the finer "
+                f"ones at most {parent.extent_um():g} µm"
+            )
+
+
 def plan_tiles(
     slide: Slide, mask: TissueMask | None, scales: Sequence[Scale] | Scale, *, min_tissue: float = 0.25
 ) -> TilePlan:
@@ -178,7 +230,10 @@ def plan_tiles(
     mask : TissueMask or None
         Its tissue mask; None keeps every tile (tissue fraction NaN).
     scales : Scale or sequence of Scale
-        Any order; the plan orders them coarse (largest tile in microns) to fine.
+        Any order: the plan orders them coarse to fine by resolution (largest µm/px first; at
+        equal mpp, larger tiles first), so ``plan.scales[0]`` is the coarsest and the ``scale``
+        column indexes ``plan.scales``. Each scale keeps its values and name: find yours with
+        ``plan.tiles(scale)`` or ``plan.tiles("name")`` whatever the order you passed.
     min_tissue : float
         Keep a tile when its tissue fraction is at least this and above zero (a scale's own
         ``min_tissue`` wins). A finer tile is considered only inside kept parents.
@@ -192,23 +247,27 @@ def plan_tiles(
     ResolutionError
         A scale finer than the slide's level 0.
     TilePlanError
-        No scales, a finer scale whose tiles are larger than its parent's, a mask of another slide.
+        No scales, two scales of one name, a finer scale whose tiles are larger (in µm) than the
+        coarser scale's above it, a mask of another slide.
+    ParameterError
+        ``min_tissue`` not a fraction, ``scales`` not Scale objects.
+    MissingMppError
+        The slide has no mpp.
     """
-    ordered = sorted([scales] if isinstance(scales, Scale) else list(scales), key=lambda s: -s.extent_um())
-    if not ordered:
-        raise TilePlanError("scales: expected at least one Scale, got none")
-    if not 0.0 <= min_tissue <= 1.0:
-        raise RegionError(f"min_tissue: expected a fraction in [0, 1], got {min_tissue!r}")
+    ordered = _order_scales(scales)
+    min_tissue = parse_fraction(min_tissue, "min_tissue")
     _check_mask(slide, mask)
+    if slide.mpp is None:
+        raise MissingMppError(slide.path)
     width, height = slide.dimensions
-    mpp_x, mpp_y = slide.mpp
+    mpp = (float(slide.mpp[0]), float(slide.mpp[1]))
+    _check_nesting(ordered, mpp)
     frames: list[pd.DataFrame] = []
     parents: pd.DataFrame | None = None
     next_id = 0
     for index, scale in enumerate(ordered):
         level = slide.best_level_for_mpp(scale.mpp)
-        extent = (max(1, round(scale.tile * scale.mpp / mpp_x)), max(1, round(scale.tile * scale.mpp / mpp_y)))
-        stride = (max(1, round(scale.stride * scale.mpp / mpp_x)), max(1, round(scale.stride * scale.mpp / mpp_y)))
+        extent, stride = _extent(scale, mpp, scale.tile), _extent(scale, mpp, scale.stride)
         if parents is None:
             cols = 1 + max(0, math.ceil((width - extent[0]) / stride[0]))
             rows = 1 + max(0, math.ceil((height - extent[1]) / stride[1]))
@@ -218,12 +277,7 @@ def plan_tiles(
             ys = _snap(grid_y.ravel().astype(np.int64), zero, level.downsample)
             parent_ids = np.full(len(xs), -1, dtype=np.int64)
         else:
-            parent_extent = (int(parents.l0_width.iloc[0]), int(parents.l0_height.iloc[0])) if len(parents) else extent
-            if extent[0] > parent_extent[0] or extent[1] > parent_extent[1]:
-                raise TilePlanError(
-                    f"scales: a {scale.tile} px tile at {scale.mpp:g} µm/px ({extent[0]} level-0 px) is larger "
-                    f"than its parent scale's tile ({parent_extent[0]} level-0 px)"
-                )
+            parent_extent = _extent(ordered[index - 1], mpp, ordered[index - 1].tile)  # >= extent: checked
             off_y, off_x = np.meshgrid(_offsets(parent_extent[1], extent[1], stride[1]),
                                        _offsets(parent_extent[0], extent[0], stride[0]), indexing="ij")
             px, py = parents.l0_x.to_numpy(), parents.l0_y.to_numpy()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from slidescope.wsi.errors import RegionError, ResolutionError
+from slidescope.wsi.errors import ParameterError, ResolutionError
+from slidescope.wsi.validation import MAX_EDGE, MAX_MPP, parse_fraction, parse_int, parse_positive_float
 
 __all__ = ["Scale", "parse_scale"]
 
@@ -40,16 +40,17 @@ class Scale:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.mpp, (int, float)) or not math.isfinite(self.mpp) or self.mpp <= 0:
-            raise ResolutionError(f"Scale.mpp: expected a positive number of µm per pixel, got {self.mpp!r}")
+        # numpy numbers become Python ones here, so plans, dicts and JSON hold plain values
+        set_ = object.__setattr__
+        set_(self, "mpp", parse_positive_float(self.mpp, "Scale.mpp", maximum=MAX_MPP, error=ResolutionError))
         for name, minimum in (("tile", 1), ("overlap", 0), ("context", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise RegionError(f"Scale.{name}: expected an integer >= {minimum}, got {value!r}")
+            set_(self, name, parse_int(getattr(self, name), f"Scale.{name}", minimum=minimum, maximum=MAX_EDGE))
         if self.overlap >= self.tile:
-            raise RegionError(f"Scale.overlap: expected less than the tile size {self.tile}, got {self.overlap}")
-        if self.min_tissue is not None and not 0.0 <= self.min_tissue <= 1.0:
-            raise RegionError(f"Scale.min_tissue: expected a fraction in [0, 1], got {self.min_tissue!r}")
+            raise ParameterError(f"Scale.overlap: expected less than the tile size {self.tile}, got {self.overlap}")
+        if self.min_tissue is not None:
+            set_(self, "min_tissue", parse_fraction(self.min_tissue, "Scale.min_tissue"))
+        if self.name is not None and not isinstance(self.name, str):
+            raise ParameterError(f"Scale.name: expected a str or None, got {self.name!r}")
 
     @property
     def stride(self) -> int:
@@ -76,12 +77,14 @@ class Scale:
 
 def parse_scale(text: str) -> Scale:
     """Parse ``MPP:TILE[:OVERLAP[:CONTEXT]]`` (the command line's ``--scale``)."""
+    if not isinstance(text, str):
+        raise ParameterError(f"--scale: expected text MPP:TILE[:OVERLAP[:CONTEXT]], got {text!r}")
     parts = text.split(":")
     if not 2 <= len(parts) <= 4:
-        raise RegionError(f"--scale: expected MPP:TILE[:OVERLAP[:CONTEXT]], got {text!r}")
-    try:
+        raise ParameterError(f"--scale: expected MPP:TILE[:OVERLAP[:CONTEXT]], got {text!r}")
+    try:  # the command line's text becomes numbers here; Scale then checks their values
         mpp = float(parts[0])
         ints = [int(p) for p in parts[1:]]
     except ValueError:
-        raise RegionError(f"--scale: expected numbers in MPP:TILE[:OVERLAP[:CONTEXT]], got {text!r}") from None
+        raise ParameterError(f"--scale: expected numbers in MPP:TILE[:OVERLAP[:CONTEXT]], got {text!r}") from None
     return Scale(mpp, *ints)

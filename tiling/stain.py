@@ -25,7 +25,7 @@ from typing import Any
 
 from ._stain_augment import HedAugmenter, augment_hed, perturb_hed
 from ._stain_base import StainNormalizer
-from ._stain_checks import StainError, StainNotFittedError
+from .errors import StainError, StainNotFittedError
 from ._stain_macenko import MacenkoNormalizer
 from ._stain_optics import hed_to_rgb, rgb_to_hed
 from ._stain_reinhard import ReinhardNormalizer

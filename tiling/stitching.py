@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
-import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +31,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from slidescope.wsi.errors import SlideError
+from slidescope.wsi.atomic import atomic_path
+from slidescope.wsi.errors import ResolutionError
+from slidescope.wsi.validation import MAX_EDGE, MAX_MPP, parse_path, parse_positive_float, parse_positive_int
 
+from .errors import StitchError
 from .plan import TilePlan
 from .scales import Scale
 
@@ -49,24 +49,11 @@ MAX_IN_MEMORY_BYTES = 512 * 2**20
 _CV_MAX_CHANNELS = 4
 
 
-class StitchError(SlideError):
-    """Per-tile values cannot be stitched (or drawn) as asked."""
-
-
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_out_mpp(out_mpp: Any) -> float:
-    if isinstance(out_mpp, (bool, np.bool_)) or not isinstance(out_mpp, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(out_mpp) or out_mpp <= 0:
-        raise StitchError(f"out_mpp: expected a positive number of µm per pixel, got {out_mpp!r}")
-    return float(out_mpp)
-
-
-def _check_chunk(chunk: Any) -> int:
-    if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise StitchError(f"chunk: expected a positive number of rows, got {chunk!r}")
-    return int(chunk)
+def _parse_out_mpp(out_mpp: Any) -> float:
+    return parse_positive_float(out_mpp, "out_mpp (µm per pixel)", maximum=MAX_MPP, error=ResolutionError)
 
 
 def _as_values(values: Any) -> np.ndarray:
@@ -124,7 +111,7 @@ def _select_rows(plan: TilePlan, index: int, tile_ids: Any, count: int) -> pd.Da
 
 def canvas_size(plan: TilePlan, out_mpp: float) -> tuple[int, int]:
     """``(width, height)`` in pixels of the whole slide of ``plan`` at ``out_mpp``."""
-    out_mpp = _check_out_mpp(out_mpp)
+    out_mpp = _parse_out_mpp(out_mpp)
     (width, height), (mpp_x, mpp_y) = plan.slide.dimensions, plan.slide.mpp
     # The small slack keeps float noise (1000 * 0.25 / 0.5 = 500.00000001) from adding a pixel.
     return (max(1, math.ceil(width * mpp_x / out_mpp - 1e-6)), max(1, math.ceil(height * mpp_y / out_mpp - 1e-6)))
@@ -288,38 +275,11 @@ def _is_replaceable(path: Path) -> bool:
     return path.is_dir() and ((path / "zarr.json").is_file() or not any(path.iterdir()))
 
 
-@contextmanager
-def _atomic_folder(path: Path) -> Iterator[Path]:
-    """A temporary folder beside ``path``, renamed onto it on success, removed on failure.
-
-    ``slidescope.wsi.atomic.atomic_path`` makes temporary *files*; a zarr store is a folder. A
-    folder cannot be renamed onto a non-empty one, so an existing store is first renamed aside:
-    readers see the old store, briefly none, then the new one - never a partial one.
-    """
-    if path.exists() and not _is_replaceable(path):
-        raise StitchError(f"out: {path} exists and is not a zarr array; expected a new path or a zarr store")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.mkdir (not tempfile.mkdtemp, which makes it 0700) so the store gets the umask's permissions.
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
-    temporary.mkdir()
-    try:
-        yield temporary
-        if path.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, aside)  # onto an empty folder: allowed
-            os.replace(temporary, path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(temporary, path)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-
-
 def _out_path(out: Any) -> Path:
-    if not isinstance(out, (str, os.PathLike)):
-        raise StitchError(f"out: expected None or a path for a zarr array, got {type(out).__name__}")
-    return Path(out)
+    path = Path(parse_path(out, "out"))
+    if os.path.lexists(path) and not _is_replaceable(path):
+        raise StitchError(f"out: {path} exists and is not a zarr array; expected a new path or a zarr store")
+    return path
 
 
 # ----------------------------------------------------------------------------- public
@@ -370,8 +330,12 @@ def stitch(
     Raises
     ------
     StitchError
-        Values with the wrong number of rows or shape, unknown tile ids, ``out_mpp <= 0``, a
-        bad ``chunk``, an ``out`` path holding something other than a zarr store.
+        Values with the wrong number of rows or shape, unknown tile ids, an ``out`` path holding
+        something other than a zarr store.
+    ResolutionError
+        ``out_mpp`` not a positive number.
+    ParameterError
+        ``chunk`` not a positive integer, ``out`` not a path.
     TilePlanError
         An unknown scale.
     """
@@ -379,8 +343,8 @@ def stitch(
         raise StitchError(f"plan: expected a TilePlan, got {type(plan).__name__}")
     index = plan.scale_index(scale)
     chosen = plan.scales[index]
-    out_mpp = _check_out_mpp(out_mpp)
-    chunk = _check_chunk(chunk)
+    out_mpp = _parse_out_mpp(out_mpp)
+    chunk = parse_positive_int(chunk, "chunk (rows per band)", maximum=MAX_EDGE)
     data = _as_values(values)
     rows = _select_rows(plan, index, tile_ids, len(data))
     if data.ndim <= 2:
@@ -407,7 +371,8 @@ def stitch(
     import zarr
 
     target = _out_path(out)
-    with _atomic_folder(target) as temporary:
+    with atomic_path(target) as temporary:  # an existing zarr store is replaced, kept aside until then
+        temporary.mkdir()  # os.mkdir, not tempfile.mkdtemp (0700): the store gets the umask's permissions
         array = zarr.create_array(store=str(temporary), shape=shape, chunks=(chunk, min(size[0], chunk)) + channels,
                                   dtype="float32", fill_value=np.nan)
         _fill(array, data, boxes, context_fraction, chunk)

@@ -14,9 +14,12 @@ Pipeline (each step O(pixels); about 0.5 s on one core for a 3,125 x 3,125 mask,
 2. Candidate tissue: ``method="otsu"`` (H&E) thresholds HSV saturation with Otsu clamped to
    [15, 25] of 255 (stains are coloured, glass is grey) and asks for OD > 0.02;
    ``method="ihc"`` thresholds mean OD with Otsu clamped to [0.05, 0.10] (pale haematoxylin
-   in IHC is barely saturated but absorbs light).
-3. Artefacts: pen ink of any colour with the tissue under it (see ``_pen``), and dark grey
-   pixels (coverslip and slide edges, scratches).
+   in IHC is barely saturated but absorbs light); ``method="fluorescence"`` (dark-field
+   slides: black glass, glowing tissue) thresholds brightness (see ``_tissue_darkfield``).
+   ``method="auto"`` (the default) is ``"otsu"`` on a bright background and raises
+   :class:`DarkFieldError` on a dark one, rather than report 0 % or 100 % tissue.
+3. Artefacts (brightfield only): pen ink of any colour with the tissue under it (see
+   ``_pen``), and dark grey pixels (coverslip and slide edges, scratches).
 4. Morphology sized in microns: close, fill small holes, open, then drop small objects,
    objects nowhere thicker than ``min_thickness_um`` and long thin ones (edges, bands).
 """
@@ -27,24 +30,33 @@ from typing import Any
 
 import numpy as np
 
+from slidescope.wsi.errors import MissingMppError, ResolutionError
+from slidescope.wsi.validation import MAX_MPP, parse_choice, parse_int, parse_non_negative_float, parse_positive_float
+from slidescope.wsi.whole_slide import read_whole_slide, whole_slide_size
+
 from ._morph import close, fill_holes as _fill_holes, filter_components, open_
 from ._pen import dark_grey_mask, ink_mask
 from ._tissue_color import check_rgb, clamped_otsu, color_features
-from ._tissue_errors import ImageTypeError, TissueMaskError, check_mpp, check_non_negative
+from ._tissue_darkfield import DARK_MEDIAN, background, fluorescence_candidate
 from ._tissue_mask import TissueMask
-from slidescope.wsi.whole_slide import read_whole_slide
+from .errors import DarkFieldError, ImageTypeError, TissueMaskError
 
 __all__ = [
     "TissueMask",
     "TissueMaskError",
     "ImageTypeError",
+    "DarkFieldError",
     "METHODS",
+    "MIN_MASK_EDGE",
     "tissue_mask",
     "tissue_mask_from_rgb",
 ]
 
 #: Detection methods accepted by ``method=``.
-METHODS = ("otsu", "ihc")
+METHODS = ("auto", "otsu", "ihc", "fluorescence")
+
+#: Fewest mask pixels along the slide's short side: a coarser mask cannot show where tissue is.
+MIN_MASK_EDGE = 8
 
 # Threshold bounds for the clamped Otsu of each method (saturation 0..255; OD in hundredths).
 _SAT_BOUNDS = (15.0, 25.0)
@@ -53,11 +65,26 @@ _OD_BOUNDS = (5.0, 10.0)
 _PEN_GROUP_UM = 20.0
 
 
+def _parse_mpp(mpp: Any) -> float:
+    return parse_positive_float(mpp, "mpp", maximum=MAX_MPP, error=ResolutionError)
+
+
+def _resolve_method(method: Any, rgb: np.ndarray, path: str | None) -> str:
+    """The concrete method: ``"auto"`` becomes ``"otsu"``, or raises on a dark-field image."""
+    method = parse_choice(method, "method", METHODS)
+    if method != "auto":
+        return method
+    seen = background(rgb)
+    if seen.dark:
+        raise DarkFieldError(path, seen.level, DARK_MEDIAN)
+    return "otsu"
+
+
 def tissue_mask_from_rgb(
     rgb: np.ndarray,
     mpp: float,
     *,
-    method: str = "otsu",
+    method: str = "auto",
     min_object_um2: float = 10_000.0,
     close_um: float = 20.0,
     open_um: float = 10.0,
@@ -79,7 +106,10 @@ def tissue_mask_from_rgb(
     mpp
         Microns per pixel of ``rgb``; every ``*_um`` / ``*_um2`` size is converted with it.
     method
-        ``"otsu"`` for H&E (saturation), ``"ihc"`` for DAB + haematoxylin (optical density).
+        ``"otsu"`` for H&E (saturation), ``"ihc"`` for DAB + haematoxylin (optical density),
+        ``"fluorescence"`` for dark-field images (brightness); ``"auto"`` (the default) is
+        ``"otsu"`` unless the background is dark, where it raises :class:`DarkFieldError`.
+        A method given explicitly is always applied.
     min_object_um2
         Tissue pieces smaller than this area are dropped (at most a quarter of the image's
         area is asked for, so a small tile full of tissue stays tissue).
@@ -91,10 +121,10 @@ def tissue_mask_from_rgb(
     max_hole_um2
         Only holes up to this area are filled; ``None`` fills every hole.
     reject_pen
-        Remove pen ink of any colour (and the tissue under it).
+        Remove pen ink of any colour (and the tissue under it); brightfield methods only.
     reject_lines
-        Remove dark grey pixels (coverslip and slide edges, scratches) and objects nowhere
-        thicker than ``min_thickness_um``.
+        Remove dark grey pixels (coverslip and slide edges, scratches; brightfield methods
+        only) and objects nowhere thicker than ``min_thickness_um``.
     min_thickness_um
         Objects nowhere wider than this are dropped (with ``reject_lines``).
     line_width_um
@@ -117,14 +147,17 @@ def tissue_mask_from_rgb(
     ImageTypeError
         ``rgb`` is not a uint8 ndarray.
     TissueMaskError
-        ``rgb`` is not ``(H, W, 3)``, ``method`` is unknown, or a size is negative.
+        ``rgb`` is not ``(H, W, 3)`` or is empty.
+    DarkFieldError
+        ``method="auto"`` and the image has a dark background.
+    ParameterError
+        ``method`` is unknown, or a size is negative or not a number.
     ResolutionError
         ``mpp`` is not a positive finite number.
     """
     image = check_rgb(rgb)
-    mpp = check_mpp(mpp)
-    if method not in METHODS:
-        raise TissueMaskError(f"method: expected one of {METHODS}, got {method!r}")
+    mpp = _parse_mpp(mpp)
+    method = parse_choice(method, "method", METHODS)
     sizes = {
         "min_object_um2": min_object_um2,
         "close_um": close_um,
@@ -137,29 +170,18 @@ def tissue_mask_from_rgb(
     if max_hole_um2 is not None:
         sizes["max_hole_um2"] = max_hole_um2
     px = {  # the same sizes in pixels (areas in square pixels) at this resolution
-        k: check_non_negative(v, k) / (mpp * mpp if k.endswith("um2") else mpp)
+        k: parse_non_negative_float(v, k) / (mpp * mpp if k.endswith("um2") else mpp)
         for k, v in sizes.items()
     }
+    method = _resolve_method(method, image, None)  # after the parameters: a typo is reported first
 
-    f = color_features(image)
-    ihc = method == "ihc"
-    if ihc:
-        candidate = f.od > clamped_otsu(f.od, *_OD_BOUNDS)
+    if method == "fluorescence":
+        candidate = fluorescence_candidate(image)
+        ink = artefacts = np.zeros_like(candidate)
     else:
-        candidate = (f.sat > clamped_otsu(f.sat, *_SAT_BOUNDS)) & (f.od > 2)
-
-    ink = np.zeros_like(candidate)
-    if reject_pen:
-        ink = ink_mask(
-            f,
-            ihc=ihc,
-            min_area_px=px["pen_min_um2"],
-            margin_px=px["pen_margin_um"],
-            group_px=_PEN_GROUP_UM / mpp,
-        )
-    artefacts = ink | dark_grey_mask(f, ihc=ihc) if reject_lines else ink
+        candidate, ink, artefacts = _brightfield_candidate(image, mpp, method == "ihc", px, reject_pen, reject_lines)
     candidate &= ~artefacts
-    del f, image  # colour planes are done with: free them before the morphology peaks
+    del image
 
     mask = close(candidate, px["close_um"])
     mask &= ~artefacts  # closing may bridge back over thin ink or edges
@@ -177,11 +199,51 @@ def tissue_mask_from_rgb(
     )
 
 
+def _brightfield_candidate(
+    image: np.ndarray, mpp: float, ihc: bool, px: dict[str, float], reject_pen: bool, reject_lines: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate tissue, pen ink and all artefacts (ink, dark grey lines) of a brightfield image."""
+    f = color_features(image)
+    if ihc:
+        candidate = f.od > clamped_otsu(f.od, *_OD_BOUNDS)
+    else:
+        candidate = (f.sat > clamped_otsu(f.sat, *_SAT_BOUNDS)) & (f.od > 2)
+    ink = np.zeros_like(candidate)
+    if reject_pen:
+        ink = ink_mask(
+            f,
+            ihc=ihc,
+            min_area_px=px["pen_min_um2"],
+            margin_px=px["pen_margin_um"],
+            group_px=_PEN_GROUP_UM / mpp,
+        )
+    artefacts = ink | dark_grey_mask(f, ihc=ihc) if reject_lines else ink
+    return candidate, ink, artefacts  # the colour planes are freed here, before the morphology peaks
+
+
+def _mask_mpp(slide: Any, mpp: float) -> float:
+    """The mask's resolution: ``mpp``, or level 0's where that is coarser; refused when too coarse."""
+    if slide.mpp is None:
+        raise MissingMppError(slide.path)
+    mpp0 = (float(slide.mpp[0]) + float(slide.mpp[1])) / 2.0
+    mask_mpp = max(mpp, mpp0)
+    width, height = whole_slide_size(slide, mask_mpp)
+    if min(width, height) < MIN_MASK_EDGE:
+        (w0, h0), (mx, my) = slide.dimensions, slide.mpp
+        finest = min(w0 * mx, h0 * my) / MIN_MASK_EDGE
+        raise ResolutionError(
+            f"{slide.path}: mpp: a tissue mask at {mpp:g} µm/px would be {width} x {height} px for this "
+            f"{w0} x {h0} px slide ({w0 * mx:.0f} x {h0 * my:.0f} µm); expected at least {MIN_MASK_EDGE} px "
+            f"along the short side, i.e. mpp <= {finest:.3g}"
+        )
+    return mask_mpp
+
+
 def tissue_mask(
     slide: Any,
     *,
     mpp: float = 8.0,
-    method: str = "otsu",
+    method: str = "auto",
     max_mask_pixels: int = 100_000_000,
     **options: Any,
 ) -> TissueMask:
@@ -200,7 +262,8 @@ def tissue_mask(
     mpp
         Resolution of the mask in microns per pixel.
     method
-        ``"otsu"`` (H&E) or ``"ihc"``; see :func:`tissue_mask_from_rgb`.
+        ``"auto"`` (default: ``"otsu"``, or :class:`DarkFieldError` on a dark-field slide),
+        ``"otsu"`` (H&E), ``"ihc"`` or ``"fluorescence"``; see :func:`tissue_mask_from_rgb`.
     max_mask_pixels
         Refuse masks larger than this (a guard against a finer mpp than intended).
     **options
@@ -211,12 +274,24 @@ def tissue_mask(
     -------
     TissueMask
         The mask with its resolution, level-0 dimensions and slide path.
+
+    Raises
+    ------
+    DarkFieldError
+        ``method="auto"`` on a slide with a dark background (fluorescence); the message names the
+        slide and suggests ``method="fluorescence"``.
+    ResolutionError
+        ``mpp`` not a positive number, or so coarse that the mask would have fewer than
+        :data:`MIN_MASK_EDGE` pixels along the slide's short side (a 1 x 1 "100 % tissue" mask
+        says nothing), or a mask larger than ``max_mask_pixels``.
+    MissingMppError
+        The slide has no mpp.
     """
-    mpp = check_mpp(mpp)
-    if method not in METHODS:
-        raise TissueMaskError(f"method: expected one of {METHODS}, got {method!r}")
-    mpp0 = (float(slide.mpp[0]) + float(slide.mpp[1])) / 2.0
-    mask_mpp = max(mpp, mpp0)
+    mpp = _parse_mpp(mpp)
+    max_mask_pixels = parse_int(max_mask_pixels, "max_mask_pixels", minimum=1)
+    method = parse_choice(method, "method", METHODS)
+    mask_mpp = _mask_mpp(slide, mpp)
     rgb = read_whole_slide(slide, mask_mpp, max_mask_pixels)
-    array = tissue_mask_from_rgb(rgb, mask_mpp, method=method, **options)
-    return TissueMask(array, mask_mpp, tuple(slide.dimensions), getattr(slide, "path", None))
+    concrete = _resolve_method(method, rgb, slide.path)  # here, so that a DarkFieldError names the slide
+    array = tissue_mask_from_rgb(rgb, mask_mpp, method=concrete, **options)
+    return TissueMask(array, mask_mpp, tuple(slide.dimensions), slide.path)

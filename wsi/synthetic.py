@@ -29,19 +29,18 @@ import io
 import math
 import numbers
 import os
-import secrets
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from slidescope.wsi._synthetic_model import NOMINAL_MPP, TYPE_NAMES, build_model, truth_masks
 from slidescope.wsi._synthetic_render import TileRenderer
 from slidescope.wsi._synthetic_tiff import WriteOptions, write_pyramid
+from slidescope.wsi.atomic import atomic_paths
 from slidescope.wsi.errors import CorruptSlideError, SlideError, SlideNotFoundError
 
 __all__ = [
@@ -259,7 +258,9 @@ def make_slide(
             write_pyramid(tmp, renderer, opts, Path(workdir))
 
     # the truth is renamed into place just before the slide: a slide never lacks its truth
-    _atomic_write([(truth_path, lambda tmp: _write_npz(tmp, arrays)), (path, write)])
+    with atomic_paths([truth_path, path]) as (truth_tmp, slide_tmp):
+        _write_npz(truth_tmp, arrays)
+        write(slide_tmp)
     return SyntheticSlide(path=path, truth_path=truth_path, width=width, height=height, mpp=mpp, seed=seed)
 
 
@@ -312,22 +313,3 @@ def _write_npz(target: Path, arrays: dict[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, buf.getvalue())
-
-
-def _atomic_write(jobs: list[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Run each ``write(tmp)`` on a temporary file beside its target, and only when all have
-    succeeded rename them into place; on failure the targets are left as they were."""
-    temps: list[Path] = []
-    try:
-        for target, write in jobs:
-            # open(..., "x") rather than mkstemp: the file gets the usual umask permissions, not 0600
-            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-            open(tmp, "xb").close()
-            temps.append(tmp)
-            write(tmp)
-        for tmp, (target, _) in zip(temps, jobs):
-            os.replace(tmp, target)
-    except BaseException:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise

@@ -11,7 +11,8 @@ import pytest
 from slidescope.tiling.dask_read import map_batches, read_batches
 from slidescope.tiling.plan import TilePlanError, plan_tiles
 from slidescope.tiling.scales import Scale
-from slidescope.wsi import RegionError, from_array, open_slide
+from slidescope.tiling.errors import TileBatchError
+from slidescope.wsi import ParameterError, from_array, open_slide
 
 
 def serial_means(slide, plan, scale) -> pd.DataFrame:
@@ -76,14 +77,16 @@ def test_batch_function_results_shapes(array_case):
     assert list(table.columns) == ["tile_id", "mean", "map"] and table["map"].iloc[0].shape == (64, 64)
     table = map_batches(lambda images, ids: images.mean(axis=(1, 2)), slide, plan, 0, scheduler="sync")
     assert list(table.columns) == ["tile_id", "value_0", "value_1", "value_2"]
-    with pytest.raises(RegionError, match="one result row per tile"):
+    with pytest.raises(TileBatchError, match="one result row per tile"):
         map_batches(lambda images, ids: np.zeros(1), slide, plan, 0, scheduler="sync")
 
 
 def test_bad_batch_size_and_foreign_slide(array_case):
     slide, plan = array_case
-    with pytest.raises(RegionError, match="batch_size"):
-        read_batches(slide, plan, 0, batch_size=0)
+    for bad in (0, True, 2.5, "8", float("nan")):
+        with pytest.raises(ParameterError, match="batch_size"):
+            read_batches(slide, plan, 0, batch_size=bad)
+    assert len(read_batches(slide, plan, 0, batch_size=np.int64(8))) > 0
     other = from_array(np.zeros((100, 100, 3), np.uint8), mpp=0.5, name="other")
     with pytest.raises(TilePlanError, match="other: the plan was made for random"):
         map_batches(batch_means, other, plan, 0)
@@ -157,3 +160,63 @@ def test_dropped_backends_close_their_files(synthetic_svs):
         open_slide(synthetic_svs).read_region((0, 0), (8, 8))  # never closed by the caller
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) - before <= 2
+
+
+# -- a scale without tiles (issue 6, item 14) ------------------------------------------------------
+
+BATCH_FUNCTIONS = {
+    "1-D array": batch_means,
+    "2-D array": lambda images, ids: images.mean(axis=(1, 2)),
+    "dict": lambda images, ids: {"mean": images.mean(axis=(1, 2, 3)), "dark": (images < 64).mean(axis=(1, 2, 3)) > 0.5,
+                                 "count": np.full(len(images), 3, dtype=np.int32)},
+    "DataFrame": lambda images, ids: pd.DataFrame({"id_again": ids, "red": images[..., 0].mean(axis=(1, 2))}),
+}
+
+
+@pytest.fixture(scope="module")
+def blank_case():
+    """A slide without tissue and its plan: every scale has 0 tiles."""
+    from slidescope.tiling.tissue import tissue_mask
+
+    slide = from_array(np.full((1024, 1536, 3), 243, np.uint8), mpp=0.5, name="blank")
+    plan = plan_tiles(slide, tissue_mask(slide), [Scale(2.0, 64, name="tissue"), Scale(1.0, 48, context=4, name="cell")])
+    assert len(plan) == 0
+    return slide, plan
+
+
+@pytest.mark.parametrize("kind", sorted(BATCH_FUNCTIONS))
+def test_empty_result_has_the_columns_and_dtypes_of_a_full_one(kind, array_case, blank_case):
+    function = BATCH_FUNCTIONS[kind]
+    full = map_batches(function, *array_case, "coarse", scheduler="sync")
+    for scale in ("tissue", "cell"):
+        empty = map_batches(function, *blank_case, scale, scheduler="sync")
+        assert len(empty) == 0
+        assert list(empty.columns) == list(full.columns)  # before: only tile_id
+        assert dict(empty.dtypes) == dict(full.dtypes)
+
+
+def test_readme_example_on_a_slide_without_tissue(blank_case):
+    means = map_batches(lambda images, ids: images.mean(axis=(1, 2, 3)), *blank_case, "tissue")
+    assert means.value.mean() != means.value.mean()  # NaN mean of no tiles; before: AttributeError 'value'
+    assert means.tile_id.dtype == np.int64
+
+
+def test_without_tiles_the_function_sees_one_white_tile_through_the_transform(blank_case):
+    seen = []
+
+    def record(images, ids):
+        seen.append((images.shape, images.dtype, int(images.min()), ids.tolist()))
+        return images.mean(axis=(1, 2, 3))
+
+    result = map_batches(record, *blank_case, "cell", transform=lambda images: images[:, ::2], scheduler="sync")
+    assert seen == [((1, 28, 56, 3), np.uint8, 255, [-1])]  # 48 + 2 x 4 context, halved by the transform
+    assert len(result) == 0  # the white tile's row is not a result
+
+
+def test_a_function_that_fails_without_tiles_is_named(blank_case):
+    def broken(images, ids):
+        raise RuntimeError("model not loaded")
+
+    with pytest.raises(TileBatchError, match=r"no tiles.*one white 64 x 64 tile.*RuntimeError: model not loaded") as caught:
+        map_batches(broken, *blank_case, "tissue", scheduler="sync")
+    assert isinstance(caught.value.__cause__, RuntimeError)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from slidescope.tiling.plan import TilePlan, TilePlanError, plan_tiles
 from slidescope.tiling.scales import Scale, parse_scale
 from slidescope.tiling.tissue import TissueMask
-from slidescope.wsi import RegionError, ResolutionError, from_array
+from slidescope.wsi import ParameterError, RegionError, ResolutionError, from_array
 
 
 def make_slide(width: int, height: int, mpp: float):
@@ -179,10 +179,19 @@ def test_scale_finer_than_level0_is_an_error():
     ({"mpp": 0.5, "tile": 0}, "tile"), ({"mpp": 0.5, "tile": 64, "overlap": 64}, "overlap"),
     ({"mpp": 0, "tile": 64}, "mpp"), ({"mpp": 0.5, "tile": 64, "context": -1}, "context"),
     ({"mpp": 0.5, "tile": 64, "min_tissue": 2.0}, "min_tissue"),
+    ({"mpp": True, "tile": 64}, "mpp"), ({"mpp": "0.5", "tile": 64}, "mpp"), ({"mpp": float("nan"), "tile": 64}, "mpp"),
+    ({"mpp": 0.5, "tile": 64.5}, "tile"), ({"mpp": 0.5, "tile": True}, "tile"), ({"mpp": 0.5, "tile": 10**9}, "tile"),
 ])
 def test_bad_scales(kwargs, match):
-    with pytest.raises((RegionError, ResolutionError), match=match):
+    with pytest.raises(ParameterError, match=match) as caught:
         Scale(**kwargs)
+    assert not isinstance(caught.value, RegionError)  # a parameter, not a region request
+
+
+def test_scale_takes_numpy_numbers_as_plain_ones():
+    scale = Scale(np.float32(0.5), np.int64(256), np.int64(32), min_tissue=np.float64(0.5))
+    assert scale == Scale(0.5, 256, 32, min_tissue=0.5)
+    assert type(scale.mpp) is float and type(scale.tile) is int and type(scale.overlap) is int
 
 
 def test_mask_of_another_slide_is_an_error():
@@ -192,16 +201,48 @@ def test_mask_of_another_slide_is_an_error():
         plan_tiles(slide, other, Scale(1.0, 64))
 
 
-def test_parents_are_the_scale_with_the_largest_tiles_in_microns():
+def test_scales_nest_coarse_to_fine_by_mpp_whatever_the_order_passed():
     slide = make_slide(2048, 2048, 0.25)
-    plan = plan_tiles(slide, None, [Scale(1.0, 64), Scale(0.5, 64), Scale(0.25, 1000)])
-    assert [s.extent_um() for s in plan.scales] == [250.0, 64.0, 32.0]
-    assert (plan.tiles(1).parent_id.isin(plan.tiles(0).tile_id)).all()
-    assert (plan.tiles(2).parent_id.isin(plan.tiles(1).tile_id)).all()
+    tissue, cell = Scale(2.0, 64, name="tissue"), Scale(0.5, 128, name="cell")  # 128 µm and 64 µm
+    for given in ([tissue, cell], [cell, tissue]):
+        plan = plan_tiles(slide, None, given)
+        assert plan.scales == (tissue, cell)  # the coarse mpp is the parent, in either order
+        assert (plan.tiles("cell").parent_id.isin(plan.tiles("tissue").tile_id)).all()
+        assert (plan.tiles(cell).mpp == 0.5).all() and (plan.tiles(tissue).mpp == 2.0).all()
+        for index, scale in enumerate(plan.scales):  # scale column, mpp column and scales agree
+            assert (plan.table[plan.table.scale == index].mpp == scale.mpp).all()
+
+
+def test_a_coarse_mpp_with_smaller_tiles_than_the_finer_scale_is_refused():
+    # Before, scales were ordered by tile extent: the 2 µm/px scale (64 µm tiles) became the child of the
+    # 0.5 µm/px one (128 µm tiles), silently inverting the cascade. Now the order is stated and refused.
+    slide = make_slide(2048, 2048, 0.25)
+    with pytest.raises(TilePlanError, match=r"coarse to fine.*'cell': 256 px at 0.5 µm/px \(128 µm\) under "
+                                            r"'tissue': 32 px at 2 µm/px \(64 µm\)"):
+        plan_tiles(slide, None, [Scale(0.5, 256, name="cell"), Scale(2.0, 32, name="tissue")])
+    with pytest.raises(TilePlanError, match="coarse to fine"):
+        plan_tiles(slide, None, [Scale(1.0, 64), Scale(0.5, 64), Scale(0.25, 1000)])
+
+
+def test_at_equal_mpp_the_larger_tiles_are_the_parents():
+    slide = make_slide(2048, 2048, 0.25)
+    plan = plan_tiles(slide, None, [Scale(0.5, 64), Scale(0.5, 256)])
+    assert [s.tile for s in plan.scales] == [256, 64]
+
+
+def test_plan_parameters_are_parsed():
+    slide = make_slide(512, 512, 0.5)
+    for bad in (True, "0.25", float("nan"), 1.5):
+        with pytest.raises(ParameterError, match="min_tissue"):
+            plan_tiles(slide, None, Scale(1.0, 64), min_tissue=bad)
+    with pytest.raises(ParameterError, match=r"scales\[0\]: expected a Scale"):
+        plan_tiles(slide, None, [(1.0, 64)])
+    with pytest.raises(TilePlanError, match="distinct names"):
+        plan_tiles(slide, None, [Scale(1.0, 64, name="a"), Scale(0.5, 64, name="a")])
 
 
 def test_parse_scale():
     assert parse_scale("0.5:256:32") == Scale(0.5, 256, 32)
     assert parse_scale("2:224") == Scale(2.0, 224)
-    with pytest.raises(RegionError, match="MPP:TILE"):
+    with pytest.raises(ParameterError, match="MPP:TILE"):
         parse_scale("0.5")

@@ -26,7 +26,7 @@ from slidescope.tiling.stain import (
     perturb_hed,
     rgb_to_hed,
 )
-from slidescope.wsi.errors import SlideError
+from slidescope.wsi.errors import ParameterError, SlideError
 
 NORMALIZERS = [MacenkoNormalizer, ReinhardNormalizer]
 
@@ -321,9 +321,15 @@ def test_bad_dicts_are_refused(cls: type, target: np.ndarray) -> None:
 
 
 def test_bad_parameters_are_refused() -> None:
-    with pytest.raises(StainError, match=r"od_threshold expected a value in \[0.0, 5.0\], got -1"):
+    with pytest.raises(ParameterError, match=r"MacenkoNormalizer: od_threshold: expected a number >= 0 and <= 5, got -1"):
         MacenkoNormalizer(od_threshold=-1)
-    with pytest.raises(StainError, match="mask_background expected True or False"):
+    for bad in (True, "0.15", float("nan")):  # float() took these before
+        with pytest.raises(ParameterError, match="od_threshold"):
+            MacenkoNormalizer(od_threshold=bad)
+    with pytest.raises(ParameterError, match="min_tissue_pixels: expected an integer"):
+        ReinhardNormalizer(min_tissue_pixels=3.7)  # int() truncated it before
+    assert MacenkoNormalizer(od_threshold=np.float32(0.25)).od_threshold == 0.25
+    with pytest.raises(ParameterError, match="mask_background: expected True or False"):
         ReinhardNormalizer(mask_background="yes")
 
 
@@ -373,10 +379,14 @@ def test_augmentation_changes_stain_but_keeps_glass_white(lung: np.ndarray) -> N
 
 
 def test_augmentation_rejects_bad_parameters(lung: np.ndarray) -> None:
-    with pytest.raises(StainError, match=r"sigma expected a value in \[0.0, 1.0\], got -0.1"):
+    with pytest.raises(ParameterError, match=r"HedAugmenter: sigma: expected a number >= 0 and <= 1, got -0.1"):
         HedAugmenter(sigma=-0.1)
-    with pytest.raises(StainError, match="expected low <= high"):
+    with pytest.raises(ParameterError, match="expected low <= high"):
         augment_hed(lung, alpha_range=(1.1, 0.9))
+    with pytest.raises(ParameterError, match=r"alpha_range\[0\]: expected a number"):
+        augment_hed(lung, alpha_range=("0.9", 1.1))
+    with pytest.raises(StainError, match="alpha expected numbers"):
+        perturb_hed(lung, alpha=[True, True, True], beta=[0.0, 0.0, 0.0])
     with pytest.raises(StainError, match=r"alpha expected finite values of shape \(3,\)"):
         perturb_hed(lung, alpha=[1.0, 1.0], beta=[0.0, 0.0, 0.0])
     with pytest.raises(StainError, match="uint8"):

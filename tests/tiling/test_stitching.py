@@ -13,7 +13,7 @@ from slidescope.tiling.plan import TilePlanError, plan_tiles
 from slidescope.tiling.scales import Scale
 from slidescope.tiling.stitching import StitchError, canvas_size, stitch
 from slidescope.tiling.tissue import TissueMask
-from slidescope.wsi import SlideError, from_array
+from slidescope.wsi import ParameterError, ResolutionError, SlideError, from_array
 
 
 def make_slide(width: int, height: int, mpp: float = 0.5):
@@ -285,7 +285,7 @@ def test_dataframe_values_are_refused(small_plan):
 
 @pytest.mark.parametrize("out_mpp", [0, -1.0, float("nan"), float("inf"), "2", True, None])
 def test_bad_out_mpp(small_plan, out_mpp):
-    with pytest.raises(StitchError, match=r"out_mpp: expected a positive number .* got"):
+    with pytest.raises(ResolutionError, match=r"out_mpp \(µm per pixel\): expected a .*number.* got"):
         stitch(small_plan, 0, np.zeros(4), out_mpp=out_mpp)
 
 
@@ -313,7 +313,7 @@ def test_bad_tile_ids(small_plan, tile_ids, match):
 
 @pytest.mark.parametrize("chunk", [0, -5, 2.5, True])
 def test_bad_chunk(small_plan, chunk):
-    with pytest.raises(StitchError, match="chunk: expected a positive number of rows"):
+    with pytest.raises(ParameterError, match=r"chunk \(rows per band\): expected an? (integer|number)"):
         stitch(small_plan, 0, np.zeros(4), out_mpp=1.0, chunk=chunk)
 
 
@@ -322,7 +322,7 @@ def test_bad_plan_scale_and_out(small_plan, tmp_path):
         stitch(small_plan.table, 0, np.zeros(4), out_mpp=1.0)
     with pytest.raises(TilePlanError, match="scale: expected one of"):
         stitch(small_plan, 3, np.zeros(4), out_mpp=1.0)
-    with pytest.raises(StitchError, match="out: expected None or a path"):
+    with pytest.raises(ParameterError, match="out: expected a str or pathlib.Path"):
         stitch(small_plan, 0, np.zeros(4), out_mpp=1.0, out=np.zeros((4, 4)))
     occupied = tmp_path / "notes"
     occupied.mkdir()

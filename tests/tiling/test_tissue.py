@@ -28,7 +28,7 @@ from slidescope.tiling.tissue import (
     tissue_mask,
     tissue_mask_from_rgb,
 )
-from slidescope.wsi import ResolutionError, SlideError, from_array
+from slidescope.wsi import ParameterError, ResolutionError, SlideError, from_array
 
 
 
@@ -204,10 +204,12 @@ def test_same_scene_at_two_resolutions_gives_the_same_mask() -> None:
 
 
 def test_blank_and_uniform_images_are_empty_not_errors() -> None:
-    for value in (255, 242, 0):
+    for value, methods in ((255, ("auto", "otsu", "ihc")), (242, ("auto", "otsu", "ihc")),
+                           (0, ("otsu", "ihc", "fluorescence"))):  # black is dark-field for "auto"
         rgb = np.full((64, 80, 3), value, np.uint8)
-        mask = tissue_mask_from_rgb(rgb, 8.0)
-        assert mask.shape == (64, 80) and not mask.any()
+        for method in methods:
+            mask = tissue_mask_from_rgb(rgb, 8.0, method=method)
+            assert mask.shape == (64, 80) and not mask.any()
 
 
 # --------------------------------------------------------------------------- bad input
@@ -243,9 +245,9 @@ def test_bad_mpp_raises_naming_the_value(mpp) -> None:
 
 def test_bad_method_and_sizes_raise() -> None:
     rgb = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(TissueMaskError, match="'hed'"):
+    with pytest.raises(ParameterError, match="'hed'"):
         tissue_mask_from_rgb(rgb, 8.0, method="hed")
-    with pytest.raises(TissueMaskError, match="close_um.*-5"):
+    with pytest.raises(ParameterError, match="close_um.*-5"):
         tissue_mask_from_rgb(rgb, 8.0, close_um=-5)
 
 
@@ -405,7 +407,7 @@ def test_tissue_mask_value_checks_and_immutability(blob_mask: TissueMask) -> Non
     assert not again.array.flags.writeable and again.slide_path == "slide.svs"
     with pytest.raises(TissueMaskError, match="2-D"):
         TissueMask.from_array(np.zeros((4, 4, 3), bool), 8.0, (10, 10))
-    with pytest.raises(TissueMaskError, match="slide_dimensions"):
+    with pytest.raises(ParameterError, match="slide_dimensions"):
         TissueMask.from_array(np.zeros((4, 4), bool), 8.0, (0, 10))
     with pytest.raises(ResolutionError, match="-8"):
         TissueMask.from_array(np.zeros((4, 4), bool), -8.0, (10, 10))
@@ -474,6 +476,39 @@ def test_slide_mask_guards_against_huge_masks() -> None:
     slide = from_array(np.full((512, 512, 3), 240, np.uint8), mpp=0.25)
     with pytest.raises(ResolutionError, match="max_mask_pixels"):
         tissue_mask(slide, mpp=0.5, max_mask_pixels=10_000)
+
+
+@pytest.mark.parametrize("mpp", [100_000.0, 1_000.0, 130.0])
+def test_a_mask_too_coarse_to_show_the_slide_is_refused(mpp) -> None:
+    # 800 x 600 px at 0.5 µm/px is 400 x 300 µm: at 100,000 µm/px the mask was 1 x 1 "100 % tissue".
+    slide = from_array(pink_scene((600, 800)), mpp=0.5, name="small.svs")
+    with pytest.raises(ResolutionError, match=rf"small.svs: mpp: a tissue mask at {mpp:g} µm/px would be \d+ x \d+ px"
+                                              r".*at least 8 px along the short side, i.e. mpp <= 37.5"):
+        tissue_mask(slide, mpp=mpp)
+
+
+def test_the_coarsest_mask_allowed_has_eight_pixels_on_the_short_side() -> None:
+    slide = from_array(pink_scene((600, 800)), mpp=0.5, name="small.svs")
+    assert tissue_mask(slide, mpp=37.5).shape == (8, 11)
+
+
+@pytest.mark.parametrize("kwargs", [{"mpp": True}, {"mpp": "8"}, {"mpp": np.float32(-8)}, {"max_mask_pixels": 1.5},
+                                    {"method": "OTSU"}, {"method": None}])
+def test_slide_mask_parameters_are_parsed(kwargs) -> None:
+    slide = from_array(pink_scene((600, 800)), mpp=0.5)
+    with pytest.raises(ParameterError, match=next(iter(kwargs))):
+        tissue_mask(slide, **kwargs)
+
+
+def test_png_output_refuses_other_suffixes_and_missing_folders(blob_mask: TissueMask, tmp_path: Path) -> None:
+    from slidescope.wsi import OutputError
+
+    with pytest.raises(ParameterError, match=r"expected a \.png path.*mask.jpg"):
+        blob_mask.to_png(tmp_path / "mask.jpg")  # before: PNG bytes under a .jpg name
+    with pytest.raises(OutputError, match="does not exist"):
+        blob_mask.to_png(tmp_path / "no" / "such" / "mask.png")
+    assert blob_mask.to_png(tmp_path / "masks" / "mask.PNG").endswith("mask.PNG")  # the last level is made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
 
 
 def test_slide_mask_of_blank_slide_is_empty() -> None:
