@@ -63,7 +63,7 @@ class _BackendCache:
         self._lock = threading.Lock()
 
     def get(self, spec: SlideSpec) -> SlideBackend:
-        if spec.backend.name == "array":  # nothing to share: the arrays travel with the spec
+        if not spec.backend.shared:
             return spec.open()
         key = (spec.backend, spec.args, _file_version(spec.args[0]))
         with self._lock:
@@ -220,8 +220,7 @@ class Slide:
     @property
     def path(self) -> str:
         """Path of the slide file (a name for in-memory slides)."""
-        first = self._spec.args[0] if self._spec.args else ""
-        return str(self._spec.args[2]) if self._spec.backend.name == "array" else str(first)
+        return self._spec.backend.path_of(self._spec.args)
 
     @property
     def backend_name(self) -> str:

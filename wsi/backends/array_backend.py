@@ -40,6 +40,7 @@ class ArrayBackend(SlideBackend):
     """
 
     name = "array"
+    shared = False  # nothing to share: the arrays travel with the slide
 
     def __init__(self, levels: Sequence[np.ndarray], mpp: tuple[float, float] | None, name: str = "<array>"):
         if len(levels) == 0:
@@ -81,6 +82,10 @@ class ArrayBackend(SlideBackend):
 
     def reopen_args(self) -> tuple:
         return (self.levels, self._mpp, self.path)
+
+    @classmethod
+    def path_of(cls, args: tuple) -> str:
+        return str(args[2])
 
     def token(self) -> str:
         from dask.base import tokenize

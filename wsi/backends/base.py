@@ -48,6 +48,9 @@ class SlideBackend(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether a process may share one open backend between the slides that reopen it (a file
+    #: handle is worth sharing; an in-memory backend travels with its own data).
+    shared: ClassVar[bool] = True
     path: str
     info: SlideInfo
 
@@ -83,6 +86,11 @@ class SlideBackend(ABC):
     def reopen_args(self) -> tuple[Any, ...]:
         """Arguments that reopen this backend in another process: ``type(self)(*args)``."""
         return (self.path,)
+
+    @classmethod
+    def path_of(cls, args: tuple[Any, ...]) -> str:
+        """The :attr:`path` a backend opened with ``type(self)(*args)`` reports, without opening it."""
+        return str(args[0]) if args else ""
 
     def token(self) -> str:
         """A string that identifies the slide's contents, for Dask graph keys."""
