@@ -24,10 +24,19 @@ from slidescope.wsi.validation import (
 
 from .errors import ImageTypeError, TissueMaskError
 
-__all__ = ["TissueMask"]
+__all__ = ["TissueMask", "MAX_LENGTH_UM", "MAX_AREA_UM2"]
 
 Ring = np.ndarray  # (N, 2) float64 level-0 (x, y), closed: first point == last point
 Polygon = list[Ring]  # [outer, hole, hole, ...]
+
+#: Largest size (µm) and area (µm²) a detection option accepts: a metre, a square metre.
+MAX_LENGTH_UM = 1e6
+MAX_AREA_UM2 = 1e12
+
+
+def _parse_coordinate(value: object, what: str) -> float:
+    """A level-0 coordinate or extent (fractional allowed), within ±MAX_COORDINATE."""
+    return parse_number(value, what, minimum=-MAX_COORDINATE, maximum=MAX_COORDINATE)
 
 
 def _check_dimensions(slide_dimensions: object) -> tuple[int, int]:
@@ -205,13 +214,13 @@ class TissueMask:
 
     def fraction_in(self, l0_x: float, l0_y: float, l0_w: float, l0_h: float) -> float:
         """Tissue fraction of one level-0 box (see :meth:`fractions_in` for the rules)."""
-        box = [parse_number(v, name) for v, name in ((l0_x, "l0_x"), (l0_y, "l0_y"), (l0_w, "l0_w"), (l0_h, "l0_h"))]
+        box = [_parse_coordinate(v, name) for v, name in ((l0_x, "l0_x"), (l0_y, "l0_y"), (l0_w, "l0_w"), (l0_h, "l0_h"))]
         return float(self.fractions_in(np.array([box], dtype=np.float64))[0])
 
     def contains(self, l0_x: float, l0_y: float) -> bool:
         """Whether the level-0 point lies on tissue (False outside the slide)."""
         sx, sy = self.downsample_xy
-        x, y = parse_number(l0_x, "l0_x"), parse_number(l0_y, "l0_y")
+        x, y = _parse_coordinate(l0_x, "l0_x"), _parse_coordinate(l0_y, "l0_y")
         col, row = int(np.floor(x / sx)), int(np.floor(y / sy))
         h, w = self.array.shape
         return bool(0 <= row < h and 0 <= col < w and self.array[row, col])
@@ -233,7 +242,7 @@ class TissueMask:
         min_area_um2
             Drop polygons (outer ring minus holes) smaller than this, in square microns.
         """
-        min_area = parse_non_negative_float(min_area_um2, "min_area_um2")
+        min_area = parse_non_negative_float(min_area_um2, "min_area_um2", maximum=MAX_AREA_UM2)
         if self.is_empty:
             return []
         contours, hierarchy = cv2.findContours(

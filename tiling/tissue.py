@@ -38,7 +38,7 @@ from ._morph import close, fill_holes as _fill_holes, filter_components, open_
 from ._pen import dark_grey_mask, ink_mask
 from ._tissue_color import check_rgb, clamped_otsu, color_features
 from ._tissue_darkfield import DARK_MEDIAN, background, fluorescence_candidate
-from ._tissue_mask import TissueMask
+from ._tissue_mask import MAX_AREA_UM2, MAX_LENGTH_UM, TissueMask
 from .errors import DarkFieldError, ImageTypeError, TissueMaskError
 
 __all__ = [
@@ -170,7 +170,8 @@ def tissue_mask_from_rgb(
     if max_hole_um2 is not None:
         sizes["max_hole_um2"] = max_hole_um2
     px = {  # the same sizes in pixels (areas in square pixels) at this resolution
-        k: parse_non_negative_float(v, k) / (mpp * mpp if k.endswith("um2") else mpp)
+        k: parse_non_negative_float(v, k, maximum=MAX_AREA_UM2 if k.endswith("um2") else MAX_LENGTH_UM)
+        / (mpp * mpp if k.endswith("um2") else mpp)
         for k, v in sizes.items()
     }
     method = _resolve_method(method, image, None)  # after the parameters: a typo is reported first
@@ -230,6 +231,11 @@ def _mask_mpp(slide: Any, mpp: float) -> float:
     width, height = whole_slide_size(slide, mask_mpp)
     if min(width, height) < MIN_MASK_EDGE:
         (w0, h0), (mx, my) = slide.dimensions, slide.mpp
+        if min(w0, h0) < MIN_MASK_EDGE:
+            raise ResolutionError(
+                f"{slide.path}: the slide is {w0} x {h0} px; expected at least {MIN_MASK_EDGE} px along its short "
+                f"side for a tissue mask"
+            )
         finest = min(w0 * mx, h0 * my) / MIN_MASK_EDGE
         raise ResolutionError(
             f"{slide.path}: mpp: a tissue mask at {mpp:g} µm/px would be {width} x {height} px for this "
@@ -257,10 +263,11 @@ def tissue_mask(
     Parameters
     ----------
     slide
-        An open :class:`slidescope.wsi.Slide` (or anything with ``path``, ``dimensions``,
-        ``mpp``, ``best_level_for_mpp`` and ``read_region(location, size, level=)``).
+        An open :class:`slidescope.wsi.Slide` with an mpp.
     mpp
-        Resolution of the mask in microns per pixel.
+        Resolution of the mask in microns per pixel. A mask coarser than the slide's short side
+        (in µm) divided by :data:`MIN_MASK_EDGE` is refused; where level 0 is coarser than
+        ``mpp``, the mask is made at level 0's resolution.
     method
         ``"auto"`` (default: ``"otsu"``, or :class:`DarkFieldError` on a dark-field slide),
         ``"otsu"`` (H&E), ``"ihc"`` or ``"fluorescence"``; see :func:`tissue_mask_from_rgb`.

@@ -490,6 +490,9 @@ def test_a_mask_too_coarse_to_show_the_slide_is_refused(mpp) -> None:
 def test_the_coarsest_mask_allowed_has_eight_pixels_on_the_short_side() -> None:
     slide = from_array(pink_scene((600, 800)), mpp=0.5, name="small.svs")
     assert tissue_mask(slide, mpp=37.5).shape == (8, 11)
+    tiny = from_array(pink_scene((6, 16)), mpp=0.5, name="tiny.svs")
+    with pytest.raises(ResolutionError, match=r"tiny.svs: the slide is 16 x 6 px; expected at least 8 px"):
+        tissue_mask(tiny, mpp=0.5)
 
 
 @pytest.mark.parametrize("kwargs", [{"mpp": True}, {"mpp": "8"}, {"mpp": np.float32(-8)}, {"max_mask_pixels": 1.5},
