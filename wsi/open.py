@@ -13,35 +13,44 @@ from .backends.array_backend import ArrayBackend
 from .backends.base import SlideBackend
 from .backends.openslide_backend import OpenSlideBackend
 from .backends.tiff_backend import TiffBackend
-from .errors import SlideError, SlideNotFoundError, UnsupportedFormatError
-from .validation import parse_mpp
+from .errors import ParameterError, UnsupportedFormatError
+from .levels import SlideInfo
+from .paths import check_slide_path
 from .slide import Slide, SlideSpec
+from .validation import parse_choice, parse_mpp, parse_path
 
 __all__ = ["open_slide", "from_array", "BACKENDS", "FAST_TIFF_VENDORS"]
 
 BACKENDS: dict[str, type[SlideBackend]] = {"openslide": OpenSlideBackend, "tiff": TiffBackend}
 
 #: Vendors (as OpenSlide names them) whose files the tifffile backend reads pixel for pixel.
+#: Others stay with OpenSlide even when tifffile parses them: Trestle tiles overlap, and NDPI,
+#: SCN, Philips and Ventana files carry layouts the tiff backend does not model.
 FAST_TIFF_VENDORS = frozenset({"aperio", "generic-tiff"})
 
 
-def _check_path(path: str | os.PathLike[str]) -> str:
-    text = os.fspath(path)
-    if not os.path.exists(text):
-        raise SlideNotFoundError(f"{text}: no such slide file")
-    if os.path.isdir(text):
-        raise UnsupportedFormatError(
-            f"{text}: is a directory; expected a slide file (for a DICOM series, pass one of its .dcm files)"
-        )
-    return text
+def _same_pyramid(reference: SlideInfo, fast: SlideInfo) -> bool:
+    """Whether the tiff backend sees the pyramid OpenSlide sees, and no other resolution.
+
+    (An mpp only the tiff backend finds, e.g. from inch resolution tags, is no disagreement.)
+    """
+    if fast.level_dimensions != reference.level_dimensions:
+        return False
+    if reference.mpp is None:
+        return True
+    return fast.mpp is not None and all(abs(a - b) <= 1e-6 * b for a, b in zip(fast.mpp, reference.mpp))
 
 
 def _open_auto(path: str) -> SlideBackend:
     """The fastest backend that reads ``path`` correctly.
 
     OpenSlide identifies the format; for the vendors in :data:`FAST_TIFF_VENDORS` the tifffile
-    backend takes over when it can decode every level. Files OpenSlide rejects (OME-TIFF, TIFF
-    compressions it lacks) get one more chance with tifffile.
+    backend takes over when it can decode every level and sees the same pyramid and mpp. Files
+    OpenSlide rejects (OME-TIFF, TIFF compressions it lacks) get one more chance with tifffile.
+
+    The tiff backend returns the stored pixels of levels whose downsample is not a whole
+    number, where OpenSlide interpolates (see :func:`.openslide_backend.interpolated_levels`):
+    such a file goes to OpenSlide only when the tiff backend cannot read it as OpenSlide does.
     """
     try:
         reference = OpenSlideBackend(path)
@@ -59,8 +68,8 @@ def _open_auto(path: str) -> SlideBackend:
         fast = TiffBackend(path)
     except UnsupportedFormatError:
         return reference
-    if fast.info.level_dimensions != reference.info.level_dimensions:
-        fast.close()  # the two disagree on the pyramid: trust OpenSlide
+    if not _same_pyramid(reference.info, fast.info):
+        fast.close()  # the two disagree on the pyramid or the resolution: trust OpenSlide
         return reference
     reference.close()
     return fast
@@ -74,9 +83,13 @@ def open_slide(
     Parameters
     ----------
     path : str or PathLike
-        The slide file (SVS, NDPI, MRXS, SCN, BIF, DICOM, generic or OME TIFF...).
+        The slide file (SVS, NDPI, MRXS, SCN, BIF, DICOM, generic or OME TIFF...): a regular
+        file this process may read.
     backend : {"auto", "openslide", "tiff"}
-        ``auto`` picks the fastest backend that reads the file correctly, else OpenSlide.
+        ``auto`` picks the fastest backend that reads the file correctly, else OpenSlide. The
+        ``openslide`` backend interpolates levels whose downsample is not a whole number
+        (see :class:`~slidescope.wsi.backends.openslide_backend.OpenSlideBackend`); the others
+        return stored pixels.
     mpp : float or (float, float), optional
         Microns per pixel of level 0; overrides the metadata, and is required when the file
         has none.
@@ -92,16 +105,23 @@ def open_slide(
 
     Raises
     ------
-    SlideNotFoundError, UnsupportedFormatError, CorruptSlideError, MissingMppError
+    ParameterError
+        ``path`` is not a non-empty ``str`` or ``PathLike`` (bytes, ``None``, an int...), or
+        another argument is malformed.
+    SlideNotFoundError
+        Nothing exists at ``path``.
+    SlideAccessError
+        ``path`` is not a regular file (FIFO, socket, device) or is a symbolic-link loop;
+        :class:`SlidePermissionError` when this process may not read it.
+    UnsupportedFormatError, CorruptSlideError, MissingMppError
     """
-    text = _check_path(path)
+    text = parse_path(path, "path")
     override = parse_mpp(mpp, "mpp=") if mpp is not None else None
-    if backend == "auto":
-        opened = _open_auto(text)
-    elif backend in BACKENDS:
-        opened = BACKENDS[backend](text)
-    else:
-        raise SlideError(f"backend: expected one of auto, {', '.join(BACKENDS)}; got {backend!r}")
+    chosen = parse_choice(backend, "backend", ("auto", *BACKENDS))
+    if not isinstance(require_mpp, (bool, np.bool_)):
+        raise ParameterError(f"require_mpp: expected True or False, got {require_mpp!r}")
+    check_slide_path(text)
+    opened = _open_auto(text) if chosen == "auto" else BACKENDS[chosen](text)
     try:
         return Slide(SlideSpec(type(opened), opened.reopen_args(), override, bool(require_mpp)), opened)
     except BaseException:

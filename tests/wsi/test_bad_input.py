@@ -16,8 +16,10 @@ from slidescope.wsi import (
     OutOfBoundsError,
     RegionError,
     ResolutionError,
+    SlideAccessError,
     SlideError,
     SlideNotFoundError,
+    SlidePermissionError,
     UnsupportedFormatError,
     open_slide,
 )
@@ -28,6 +30,8 @@ def test_errors_subclass_the_matching_builtins():
     assert issubclass(SlideNotFoundError, FileNotFoundError)
     assert issubclass(CorruptSlideError, OSError)
     assert issubclass(OutOfBoundsError, IndexError)
+    assert issubclass(SlideAccessError, SlideError) and issubclass(SlideAccessError, OSError)
+    assert issubclass(SlidePermissionError, SlideAccessError) and issubclass(SlidePermissionError, PermissionError)
 
 
 def test_missing_file(tmp_path: Path):
