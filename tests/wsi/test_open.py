@@ -159,7 +159,8 @@ def test_a_file_the_kernel_refuses_is_a_permission_error(synthetic_svs, monkeypa
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(paths.os, "open", refusing_open)
-    with pytest.raises(SlidePermissionError, match=r"slide.svs: permission denied; this process may not read") as caught:
+    refused = r"slide.svs: permission denied; this process may not read"
+    with pytest.raises(SlidePermissionError, match=refused) as caught:
         open_slide(synthetic_svs, backend=backend)
     assert isinstance(caught.value, PermissionError)
     with pytest.raises(SlidePermissionError, match="slide.svs: permission denied"):
@@ -201,8 +202,8 @@ def test_unreadable_files_for_real():
         locked.mkdir()
         tifffile.imwrite(locked / "inside.tiff", image, tile=(32, 32), photometric="rgb")
         locked.chmod(0o700 if os.getuid() == 0 else 0)
-        result = subprocess.run([sys.executable, "-c", _UNPRIVILEGED_CHECK, str(unreadable), str(locked / "inside.tiff")],
-                                capture_output=True, text=True, timeout=120)
+        command = [sys.executable, "-c", _UNPRIVILEGED_CHECK, str(unreadable), str(locked / "inside.tiff")]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert lines[:3] == [f"SlidePermissionError {unreadable}: permission denied; this process may not read "
