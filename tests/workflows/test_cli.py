@@ -139,3 +139,18 @@ def test_tissue_at_an_absurd_mpp_is_a_one_line_error(small_slide, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("slidescope tissue: error: ") and err.count("\n") == 1 and "100000" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["tissue", "tile"])
+def test_dark_field_slide_is_refused_unless_the_method_is_chosen(capsys, tmp_path, data_file, command):
+    path = data_file("test3-DAPI-2-(387).ndpi")  # DAPI fluorescence: black background
+    out = tmp_path / ("mask.png" if command == "tissue" else "plan.parquet")
+    extra = ["--mpp", "2"] if command == "tile" else []
+    assert main([command, str(path), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "dark-field" in err and "--method fluorescence" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert main([command, str(path), "--out", str(out), *extra, "--method", "fluorescence"]) == 0
+    assert out.exists()
+    if command == "tissue":
+        assert "tissue 8" in capsys.readouterr().out  # about 83 % of the DAPI slide is tissue

@@ -99,7 +99,11 @@ def add_slide_options(parser: argparse.ArgumentParser) -> None:
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:
     """``--method`` of tissue detection."""
-    parser.add_argument("--method", default="otsu", help="tissue detection: otsu (H&E, default) or ihc")
+    parser.add_argument(
+        "--method", default="auto", choices=("auto", "otsu", "ihc", "fluorescence"),
+        help="tissue detection: auto (default: H&E on brightfield slides, an error on dark-field ones), "
+             "otsu (H&E), ihc, or fluorescence (tissue by brightness)",
+    )
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser, replaces: str) -> None:
