@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import tifffile
 from slidescope.wsi import ParameterError, SlideAccessError, SlideNotFoundError, SlidePermissionError, open_slide
 from slidescope.wsi import paths
 from slidescope.wsi.backends.openslide_backend import OpenSlideBackend
+from slidescope.wsi.backends.tiff_backend import TiffBackend
 
 #: Seconds a refusal may take before the test calls it a hang (a FIFO blocks open() forever).
 HANG_TIMEOUT = 20.0
@@ -105,14 +107,34 @@ def test_the_cli_refuses_a_fifo_in_one_line(tmp_path: Path, command, capsys):
     assert capsys.readouterr().err.strip().endswith(f"{fifo}: is a FIFO (named pipe); expected a regular slide file")
 
 
-def test_the_openslide_backend_refuses_a_fifo_on_its_own(tmp_path: Path):
+@pytest.mark.parametrize("backend_class", [OpenSlideBackend, TiffBackend], ids=["openslide", "tiff"])
+def test_a_backend_refuses_a_fifo_on_its_own(tmp_path: Path, backend_class):
     """A slide reopened in a worker goes straight to its backend, past open_slide's checks."""
     fifo = tmp_path / "slide.svs"
     os.mkfifo(fifo)
-    thread, outcome = call_with_hang_guard(OpenSlideBackend, str(fifo))
+    thread, outcome = call_with_hang_guard(backend_class, str(fifo))
     if thread.is_alive():
         release_fifo_reader(fifo)
-        pytest.fail(f"OpenSlideBackend on a FIFO blocked for {HANG_TIMEOUT} s")
+        pytest.fail(f"{backend_class.__name__} on a FIFO blocked for {HANG_TIMEOUT} s")
+    error = outcome["error"]
+    assert isinstance(error, SlideAccessError), error
+    assert str(error) == f"{fifo}: is a FIFO (named pipe); expected a regular slide file"
+
+
+def test_a_slide_whose_file_became_a_fifo_is_refused_on_reopening(tmp_path: Path, synthetic_generic_tiff):
+    """What a Dask worker does with a pickled slide: reopen its backend from the spec."""
+    path = tmp_path / "slide.tiff"
+    path.write_bytes(Path(synthetic_generic_tiff).read_bytes())
+    with open_slide(path) as slide:
+        assert slide.backend_name == "tiff"
+        pickled = pickle.dumps(slide)
+    path.unlink()
+    os.mkfifo(path)
+    reopened = pickle.loads(pickled)
+    thread, outcome = call_with_hang_guard(reopened.read_region, (0, 0), (8, 8), level=0)
+    if thread.is_alive():
+        release_fifo_reader(path)
+        pytest.fail(f"reopening a pickled slide on a FIFO blocked for {HANG_TIMEOUT} s")
     assert isinstance(outcome["error"], SlideAccessError) and "FIFO" in str(outcome["error"])
 
 
@@ -171,6 +193,7 @@ _UNPRIVILEGED_CHECK = """
 import os, sys
 from slidescope.wsi import open_slide
 from slidescope.wsi.backends.openslide_backend import OpenSlideBackend
+from slidescope.wsi.backends.tiff_backend import TiffBackend
 if os.getuid() == 0:
     os.setgroups([])
     os.setgid(65534)

@@ -12,7 +12,9 @@ At open the backend checks what it will trust later (:mod:`._tiff_checks`): tag 
 sane limits, as many tile offsets as tiles, every stored tile and strip inside the file; and
 what tifffile logs while parsing never reaches stderr (:mod:`._tiff_log`): damage it reports
 becomes a :class:`CorruptSlideError`. ``properties`` holds the keys and values OpenSlide
-reports for the same file (:mod:`._tiff_metadata`, :mod:`._properties`).
+reports for the same file (:mod:`._tiff_metadata`, :mod:`._properties`), and an Aperio file's
+pages are levels or associated images by OpenSlide's rule (:mod:`._tiff_aperio`), so that both
+backends see the same pyramid even where tifffile's SVS series does not (no thumbnail page).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import tifffile
 
 from ..errors import AssociatedImageNotFoundError, CorruptSlideError, SlideError, UnsupportedFormatError
 from ..levels import SlideInfo, openslide_downsample
+from ..paths import check_slide_path
 from . import _tiff_metadata as metadata
 from ._properties import associated_properties, standard_properties
+from ._tiff_aperio import aperio_layout
 from ._tiff_checks import (
     check_associated_geometry,
     check_segments_in_file,
@@ -61,7 +65,6 @@ _PHOTOMETRIC_RGB, _PHOTOMETRIC_YCBCR = 2, 6
 _EXTRASAMPLE_UNASSOCIATED_ALPHA = 2
 #: Errors tifffile (and the struct/numpy code under it) raises on files it cannot parse.
 _PARSE_ERRORS = (tifffile.TiffFileError, ValueError, IndexError, KeyError, TypeError, struct.error, OSError)
-_ASSOCIATED_NAMES = ("thumbnail", "label", "macro")
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,9 @@ class TiffBackend(SlideBackend):
     name = "tiff"
 
     def __init__(self, path: str):
-        self.path = str(path)
+        # Refuse FIFOs (tifffile would block in open), devices, link loops and unreadable files
+        # here too: a slide reopened in a worker from its spec comes straight to the backend.
+        self.path = check_slide_path(path)
         self._fd: int | None = None
         with captured_tifffile_log() as records:
             try:
@@ -202,19 +207,23 @@ class TiffBackend(SlideBackend):
             raise UnsupportedFormatError(f"{self.path}: {flags[0]} files are read through OpenSlide, not tifffile")
         if not tiff.series:
             raise UnsupportedFormatError(f"{self.path}: the TIFF holds no image series")
-        pyramid = tiff.series[0]
-        if pyramid.kind not in ("svs", "ome", "generic", "shaped", "uniform"):
-            raise UnsupportedFormatError(f"{self.path}: TIFF series kind {pyramid.kind!r} is not a slide pyramid")
-        levels = [_tiled_level(self.path, level.keyframe) for level in pyramid.levels]
+        if tiff.is_svs:  # OpenSlide's page roles, not tifffile's SVS series (see _tiff_aperio)
+            layout = aperio_layout(tiff.pages)
+            level_pages, associated = layout.levels, layout.associated
+        else:
+            pyramid = tiff.series[0]
+            if pyramid.kind not in ("ome", "generic", "shaped", "uniform"):
+                raise UnsupportedFormatError(f"{self.path}: TIFF series kind {pyramid.kind!r} is not a slide pyramid")
+            level_pages, associated = [level.keyframe for level in pyramid.levels], {}
+        levels = [_tiled_level(self.path, page) for page in level_pages]
         for previous, current in zip(levels, levels[1:]):
             if current.width >= previous.width or current.height >= previous.height:
-                raise UnsupportedFormatError(f"{self.path}: pyramid levels do not shrink ({previous.width} -> "
-                                             f"{current.width} px)")
-        associated = {}
-        if tiff.is_svs:
-            associated = {s.name.lower(): s for s in tiff.series[1:] if s.name.lower() in _ASSOCIATED_NAMES}
-        for series in associated.values():
-            check_associated_geometry(f"{self.path}: {describe_page(series.keyframe)}", series.keyframe)
+                raise UnsupportedFormatError(
+                    f"{self.path}: pyramid levels do not shrink ({describe_page(previous.page)} -> "
+                    f"{describe_page(current.page)}); expected each level smaller than the one before"
+                )
+        for page in associated.values():
+            check_associated_geometry(f"{self.path}: {describe_page(page)}", page)
         self._check_not_truncated()
         return levels, self._slide_info(levels, associated), associated
 
@@ -245,8 +254,8 @@ class TiffBackend(SlideBackend):
         tile_sizes = tuple((lvl.tile_width, lvl.tile_height) for lvl in levels)
         properties.update(standard_properties(vendor=vendor, level_dimensions=dims, level_downsamples=downsamples,
                                               tile_sizes=tile_sizes, mpp=mpp, objective_power=objective))
-        for name, series in associated.items():
-            properties.update(associated_properties(name, series.keyframe.imagewidth, series.keyframe.imagelength))
+        for name, page in associated.items():
+            properties.update(associated_properties(name, page.imagewidth, page.imagelength))
         properties.update(metadata.quickhash(self._fd, levels[-1].page, first))
         return SlideInfo(
             vendor=vendor,
@@ -332,16 +341,15 @@ class TiffBackend(SlideBackend):
                 outs[i][y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - top : y1 - top, x0 - left : x1 - left]
 
     def associated_image(self, name: str) -> np.ndarray:
-        series = self._associated.get(name)
-        if series is None:
+        page = self._associated.get(name)
+        if page is None:
             raise AssociatedImageNotFoundError(
                 f"{self.path}: no associated image {name!r}; available: {sorted(self._associated)}"
             )
-        page = series.keyframe
         what = f"associated image {name!r} ({describe_page(page)})"
         with captured_tifffile_log() as records:
             try:
-                image = np.asarray(series.asarray())
+                image = np.asarray(page.asarray())
             except Exception as exc:  # tifffile and imagecodecs raise codec-specific errors
                 raise CorruptSlideError(f"{self.path}: cannot decode {what}: {exc}") from exc
             raise_for_damage(self.path, records, what)
