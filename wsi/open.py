@@ -41,6 +41,18 @@ def _same_pyramid(reference: SlideInfo, fast: SlideInfo) -> bool:
     return fast.mpp is not None and all(abs(a - b) <= 1e-6 * b for a, b in zip(fast.mpp, reference.mpp))
 
 
+def _ome_pyramid_beyond_openslide(reference: SlideInfo, fast: SlideInfo) -> bool:
+    """Whether tifffile sees an OME-TIFF's whole pyramid where OpenSlide sees only part of it.
+
+    OpenSlide has no OME-TIFF support: it opens one as a generic TIFF, ignoring the reduced
+    levels stored as SubIFDs and the resolution in the OME-XML. The tiff backend reads both; it
+    takes over when the two agree on level 0 and every level OpenSlide does see.
+    """
+    if fast.level_dimensions[: len(reference.level_dimensions)] != reference.level_dimensions:
+        return False
+    return len(fast.level_dimensions) > len(reference.level_dimensions) or (reference.mpp is None and fast.mpp is not None)
+
+
 def _open_auto(path: str) -> SlideBackend:
     """The fastest backend that reads ``path`` correctly.
 
@@ -68,6 +80,9 @@ def _open_auto(path: str) -> SlideBackend:
         fast = TiffBackend(path)
     except UnsupportedFormatError:
         return reference
+    if fast.info.vendor == "ome-tiff" and _ome_pyramid_beyond_openslide(reference.info, fast.info):
+        reference.close()  # OpenSlide reads an OME-TIFF as a generic TIFF: no SubIFD levels, no OME mpp
+        return fast
     if not _same_pyramid(reference.info, fast.info):
         fast.close()  # the two disagree on the pyramid or the resolution: trust OpenSlide
         return reference

@@ -258,3 +258,26 @@ def test_auto_keeps_openslide_when_the_tiff_backend_finds_another_resolution(tmp
     with open_slide(path) as slide:
         assert slide.backend_name == "openslide"
         assert slide.vendor == "aperio" and slide.mpp == (0.5, 0.5)
+
+
+def test_auto_reads_an_ome_tiff_pyramid_with_the_tiff_backend(tmp_path: Path):
+    # OpenSlide opens an OME-TIFF as a one-level generic TIFF without mpp (it ignores the SubIFD
+    # levels and the OME-XML); auto must not settle for that.
+    import openslide
+
+    rng = np.random.default_rng(4)
+    level0 = rng.integers(0, 255, (1024, 1536, 3), dtype=np.uint8)
+    level1 = np.ascontiguousarray(level0[::2, ::2])
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(level0, tile=(256, 256), subifds=1, compression="zlib",
+                     metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+        writer.write(level1, tile=(256, 256), subfiletype=1, compression="zlib")
+    with openslide.OpenSlide(str(path)) as reference:
+        assert reference.level_count == 1 and openslide.PROPERTY_NAME_MPP_X not in reference.properties
+    with open_slide(path) as slide:
+        assert slide.backend_name == "tiff" and slide.vendor == "ome-tiff"
+        assert [level.dimensions for level in slide.levels] == [(1536, 1024), (768, 512)]
+        assert slide.mpp == (0.5, 0.5)
+        np.testing.assert_array_equal(slide.read_region((512, 256), (300, 200), level=1), level1[128:328, 256:556])
+        np.testing.assert_array_equal(slide.read_region((0, 0), (64, 64)), level0[:64, :64])
