@@ -26,17 +26,20 @@ import cv2
 import numpy as np
 
 from .backends.base import Box, SlideBackend
-from .errors import ResolutionError
+from .errors import RegionError, ResolutionError
 from .geometry import clip_box
 from .levels import Level
 
-__all__ = ["READ_BUDGET_PIXELS", "MAX_SHRINK", "fill_boxes", "read_resampled"]
+__all__ = ["READ_BUDGET_PIXELS", "MAX_SHRINK", "MAX_OUTPUT_PIXELS", "fill_boxes", "read_resampled"]
 
 #: Source pixels held at once by one read (48 MiB of RGB), whatever the region or batch size.
 READ_BUDGET_PIXELS = 16 * 1024 * 1024
 #: Largest shrink from the source level to the output, per axis. Past it one output pixel would
 #: average more than :data:`READ_BUDGET_PIXELS` source pixels: such a read (``mpp=1e6``) is a mistake.
 MAX_SHRINK = 4096.0
+#: Most output pixels one call may return (3 GiB of RGB): a larger request is a typo or belongs in
+#: a banded or Dask read (``Slide.to_dask``), and is refused before anything is allocated.
+MAX_OUTPUT_PIXELS = 2**30
 
 
 def fill_boxes(backend: SlideBackend, level: Level, boxes: Sequence[Box], outs: Sequence[np.ndarray],
@@ -138,7 +141,18 @@ def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_
             f"stored level that can serve it (level {level.index}); expected at most {MAX_SHRINK:g} times "
             f"(ask for a finer mpp, or read a thumbnail)"
         )
-    out = np.empty((len(lvl_xy), out_h, out_w, 3), dtype=np.uint8)
+    total = len(lvl_xy) * out_w * out_h
+    if total > MAX_OUTPUT_PIXELS:
+        raise RegionError(
+            f"{path}: the read would return {len(lvl_xy)} x {out_w} x {out_h} px ({3 * total / 2**30:.1f} GiB); "
+            f"expected at most {MAX_OUTPUT_PIXELS} px per call (read in pieces, or use to_dask)"
+        )
+    try:
+        out = np.empty((len(lvl_xy), out_h, out_w, 3), dtype=np.uint8)
+    except MemoryError:
+        raise RegionError(
+            f"{path}: not enough memory for {len(lvl_xy)} x {out_w} x {out_h} px ({3 * total / 2**30:.1f} GiB) of output"
+        ) from None
     lvl_w, lvl_h = max(1, round(out_w * scale_x)), max(1, round(out_h * scale_y))
     if (lvl_w, lvl_h) == (out_w, out_h):  # no shrink: the backend writes straight into the output
         fill_boxes(backend, level, [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy], list(out), path)

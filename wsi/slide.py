@@ -275,7 +275,7 @@ class Slide:
     def best_level_for_mpp(self, mpp: float) -> Level:
         """The coarsest stored level at least as fine as ``mpp`` µm/px."""
         self._require_mpp()
-        return best_level_for_mpp(self.levels, parse_mpp(mpp)[0], self.path)
+        return best_level_for_mpp(self.levels, parse_mpp(mpp, f"{self.path}: mpp")[0], self.path)
 
     # -- pixels ------------------------------------------------------------------------------
 
@@ -285,7 +285,7 @@ class Slide:
         if level is not None and mpp is not None:
             raise RegionError(f"{self.path}: pass either level= or mpp=, not both (got level={level}, mpp={mpp})")
         if mpp is not None:
-            target_x, target_y = parse_mpp(mpp)
+            target_x, target_y = parse_mpp(mpp, f"{self.path}: mpp")
             self._require_mpp()
             chosen = best_level_for_mpp(levels, target_x, self.path)
             return chosen, target_x / chosen.mpp[0], target_y / chosen.mpp[1]
@@ -338,8 +338,8 @@ class Slide:
         ndarray
             ``(N, H, W, 3)`` uint8 RGB.
         """
-        out_size = parse_size(size)
-        l0_xy = parse_locations(locations)
+        out_size = parse_size(size, f"{self.path}: size")
+        l0_xy = parse_locations(locations, f"{self.path}: locations")
         chosen, scale_x, scale_y = self._resolve(level, mpp)
         lvl_xy = np.floor(l0_xy / chosen.downsample).astype(np.int64)
         with self._reading() as backend:
@@ -363,8 +363,8 @@ class Slide:
         chosen = self._resolve(level, None)[0]
         if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 4:
             raise RegionError(f"{self.path}: box: expected (lvl_x, lvl_y, width, height), got {box!r}")
-        (x, y), = parse_locations([box[:2]], "box location")
-        width, height = parse_size(box[2:], "box size")
+        (x, y), = parse_locations([box[:2]], f"{self.path}: box location")
+        width, height = parse_size(box[2:], f"{self.path}: box size")
         with self._reading() as backend:
             return read_resampled(backend, chosen, np.array([[x, y]]), (width, height), (1.0, 1.0), self.path)[0]
 
@@ -383,5 +383,5 @@ class Slide:
         each chunk task reopens the slide by path in its worker. See
         :func:`slidescope.wsi.dask_levels.level_to_dask`.
         """
-        chunk_target = parse_positive_int(chunk_target, "chunk_target")
+        chunk_target = parse_positive_int(chunk_target, f"{self.path}: chunk_target")
         return level_to_dask(self.read_level_box, self._resolve(level, None)[0], self, chunk_target=chunk_target)

@@ -38,7 +38,7 @@ class Slide(Protocol):
 
 def whole_slide_size(slide: Slide, mpp: Any) -> tuple[int, int]:
     """``(width, height)`` of the whole slide seen at ``mpp`` µm/px (at least 1 x 1)."""
-    target_x, target_y = parse_mpp(mpp)
+    target_x, target_y = parse_mpp(mpp, f"{slide.path}: mpp")
     mpp_x, mpp_y = slide._require_mpp()
     width, height = slide.dimensions
     return max(1, round(width * mpp_x / target_x)), max(1, round(height * mpp_y / target_y))
@@ -94,9 +94,9 @@ def thumbnail(slide: Slide, max_size: Any = 1024) -> np.ndarray:
     if isinstance(max_size, (tuple, list)):
         if len(max_size) != 2:
             raise ResolutionError(f"{slide.path}: max_size: expected an int or (width, height), got {max_size!r}")
-        max_w, max_h = (parse_positive_int(v, "max_size") for v in max_size)
+        max_w, max_h = (parse_positive_int(v, f"{slide.path}: max_size") for v in max_size)
     else:
-        max_w = max_h = parse_positive_int(max_size, "max_size")
+        max_w = max_h = parse_positive_int(max_size, f"{slide.path}: max_size")
     width, height = slide.dimensions
     shrink = max(width / max_w, height / max_h, 1.0)
     size = (max(1, round(width / shrink)), max(1, round(height / shrink)))

@@ -240,3 +240,29 @@ def test_closed_slide_refuses_every_read(flat):
                  lambda: slide.read_level_box(0, (0, 0, 4, 4)), lambda: slide.thumbnail(16)):
         with pytest.raises(ClosedSlideError, match="flat: the slide is closed"):
             read()
+
+
+def test_an_absurd_output_size_is_refused_before_allocating(flat):
+    _, slide = flat
+    _, peak = traced_peak(lambda: _read_absurd(slide))
+    assert peak < 16 * MIB
+
+
+def _read_absurd(slide):
+    with pytest.raises(RegionError, match=r"flat: the read would return 1 x 100000 x 100000 px"):
+        slide.read_region((0, 0), (100_000, 100_000))
+    with pytest.raises(RegionError, match=r"flat: the read would return 4096 x 1024 x 1024 px"):
+        slide.read_tiles(np.zeros((4096, 2)), (1024, 1024))
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.read_region((0, 0), (8, 8), mpp=float("nan")),
+    lambda s: s.read_region((0, 0), (0, 8)),
+    lambda s: s.read_tiles([(0.5, 0)], (8, 8)),
+    lambda s: s.thumbnail(float("nan")),
+    lambda s: s.to_dask(0, chunk_target=0),
+    lambda s: s.best_level_for_mpp(True),
+])
+def test_parameter_errors_of_a_slide_name_its_file(flat, call):
+    with pytest.raises(SlideError, match=r"^flat: "):
+        call(flat[1])
