@@ -154,3 +154,36 @@ def test_dark_field_slide_is_refused_unless_the_method_is_chosen(capsys, tmp_pat
     assert out.exists()
     if command == "tissue":
         assert "tissue 8" in capsys.readouterr().out  # about 83 % of the DAPI slide is tissue
+
+
+def test_a_scale_that_keeps_no_tile_is_a_warning_line(capsys, tmp_path, small_slide):
+    out = tmp_path / "plan.parquet"
+    assert main(["tile", str(small_slide), "--mpp", "100000", "--tile", "256", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "0 tiles" in captured.out and out.exists()
+    assert captured.err.count("\n") == 1
+    assert "warning: scale 0 (256 px at 100000 µm/px) kept no tile" in captured.err
+    assert "wider than the slide" in captured.err
+    assert main(["tile", str(small_slide), "--mpp", "0.5", "--tile", "64", "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""  # tiles kept: no warning
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--scale", "2:256:300"], "--scale 2:256:300: "),
+    (["--mpp", "2", "--overlap", "256"], "--mpp 2 --tile 256 --overlap 256"),
+])
+def test_scale_errors_name_the_option(capsys, tmp_path, small_slide, options, named):
+    assert main(["tile", str(small_slide), *options, "--out", str(tmp_path / "p.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "overlap" in err and err.count("\n") == 1
+
+
+def test_synth_size_limits_are_the_generator_s(capsys, tmp_path):
+    from slidescope.workflows.commands.slide import SYNTH_EDGE_RANGE
+    from slidescope.wsi import synthetic
+
+    assert SYNTH_EDGE_RANGE == (synthetic.MIN_SIZE, synthetic.MAX_SIZE)
+    for width in ("10", str(2**20)):
+        with pytest.raises(SystemExit):
+            main(["synth", str(tmp_path / "x.svs"), "--width", width, "--height", "100"])
+        assert "argument --width: expected an integer >= 64 and <= 262144" in capsys.readouterr().err

@@ -9,9 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._options import MPP, POSITIVE_INT, SEED, add_overwrite_option, add_slide_argument, add_slide_options
+from slidescope.wsi.validation import parse_int
 
-__all__ = ["register"]
+from ._options import MPP, SEED, add_overwrite_option, add_slide_argument, add_slide_options, option_type
+
+__all__ = ["register", "SYNTH_EDGE_RANGE"]
+
+#: Width and height ``make_slide`` accepts, in level-0 pixels (its MIN_SIZE and MAX_SIZE; a test
+#: keeps them equal). Repeated here so that building the parser does not import the generator.
+SYNTH_EDGE_RANGE = (64, 2**18)
+SYNTH_EDGE = option_type(parse_int, "slide edge", minimum=SYNTH_EDGE_RANGE[0], maximum=SYNTH_EDGE_RANGE[1])
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -50,8 +57,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     synth = commands.add_parser("synth", help="write a synthetic H&E-like Aperio SVS with ground truth")
     synth.add_argument("out", help="output .svs path (its ground truth is written beside it as .truth.npz)")
-    synth.add_argument("--width", type=POSITIVE_INT, required=True)
-    synth.add_argument("--height", type=POSITIVE_INT, required=True)
+    edges = f"level-0 px, {SYNTH_EDGE_RANGE[0]} to {SYNTH_EDGE_RANGE[1]}"
+    synth.add_argument("--width", type=SYNTH_EDGE, required=True, help=edges)
+    synth.add_argument("--height", type=SYNTH_EDGE, required=True, help=edges)
     synth.add_argument("--seed", type=SEED, default=0)
     synth.add_argument("--mpp", type=MPP, default=0.25, help="µm per pixel of level 0 (default 0.25)")
     synth.add_argument("--no-tumour", action="store_true", help="no tumour regions")

@@ -6,6 +6,7 @@ The tiling package is imported inside the handlers, so other commands never load
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._options import (
     FRACTION,
@@ -17,6 +18,9 @@ from ._options import (
     add_slide_argument,
     add_slide_options,
 )
+
+if TYPE_CHECKING:
+    from slidescope.tiling import TilePlan, TissueMask
 
 __all__ = ["register"]
 
@@ -46,9 +50,18 @@ def _tile(args: argparse.Namespace) -> int:
 
     from ..outputs import TILE_PLAN, check_output
 
-    scales = [parse_scale(text) for text in args.scale]
+    scales = []
+    for text in args.scale:
+        try:
+            scales.append(parse_scale(text))
+        except ParameterError as exc:
+            raise ParameterError(f"--scale {text}: {exc}") from None
     if args.mpp is not None:
-        scales.append(Scale(args.mpp, args.tile, args.overlap, args.context))
+        try:
+            scales.append(Scale(args.mpp, args.tile, args.overlap, args.context))
+        except ParameterError as exc:
+            raise ParameterError(f"--mpp {args.mpp:g} --tile {args.tile} --overlap {args.overlap} "
+                                 f"--context {args.context}: {exc}") from None
     if not scales:
         raise ParameterError("tile: expected --mpp MPP (with --tile) or at least one --scale "
                              "MPP:TILE[:OVERLAP[:CONTEXT]]")
@@ -62,7 +75,26 @@ def _tile(args: argparse.Namespace) -> int:
         print(f"scale {index}: {scale.tile} px at {scale.mpp:g} µm/px (overlap {scale.overlap}, context "
               f"{scale.context}): {len(plan.tiles(index))} tiles")
     print(f"wrote {target.path} ({len(plan)} tiles)")
+    _warn_if_empty(plan, mask, args)
     return 0
+
+
+def _warn_if_empty(plan: "TilePlan", mask: "TissueMask | None", args: argparse.Namespace) -> None:
+    """Say on stderr why a scale kept no tile: the plan is written, but a lab should not miss it."""
+    import sys
+
+    empty = [index for index, _ in enumerate(plan.scales) if len(plan.tiles(index)) == 0]
+    if not empty:
+        return
+    tissue = "no mask" if mask is None else f"tissue {100 * mask.fraction:.1f} % of the slide"
+    width_um = plan.slide.dimensions[0] * plan.slide.mpp[0] if plan.slide.mpp else None
+    for index in empty:
+        scale = plan.scales[index]
+        reason = f"({tissue}, --min-tissue {args.min_tissue:g})"
+        if width_um is not None and scale.tile * scale.mpp > width_um:
+            reason += f"; its {scale.tile * scale.mpp:g} µm tiles are wider than the slide ({width_um:g} µm)"
+        print(f"slidescope tile: warning: scale {index} ({scale.tile} px at {scale.mpp:g} µm/px) kept no tile "
+              f"{reason}", file=sys.stderr)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
