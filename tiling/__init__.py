@@ -39,7 +39,7 @@ from .errors import (
     TissueMaskError,
 )
 from .overlays import COLORMAPS, overlay
-from .plan import PLAN_COLUMNS, TilePlan, plan_tiles
+from .plan import MAX_TILES_PER_SCALE, PLAN_COLUMNS, TilePlan, plan_tiles
 from .scales import Scale, parse_scale
 from .stain import (
     HedAugmenter,
@@ -63,7 +63,7 @@ __all__ = [
     # tiling's own errors
     "TilePlanError", "TileBatchError", "TissueMaskError", "ImageTypeError", "DarkFieldError", "StainError",
     "StainNotFittedError", "StitchError", "OverlayError",
-    "Scale", "parse_scale", "TilePlan", "PLAN_COLUMNS", "plan_tiles",
+    "Scale", "parse_scale", "TilePlan", "PLAN_COLUMNS", "MAX_TILES_PER_SCALE", "plan_tiles",
     "TileBatch", "read_batches", "map_batches", "DEFAULT_BATCH_SIZE",
     "TissueMask", "METHODS", "MIN_MASK_EDGE", "tissue_mask", "tissue_mask_from_rgb",
     "StainNormalizer", "MacenkoNormalizer", "ReinhardNormalizer",

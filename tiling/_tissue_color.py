@@ -13,10 +13,18 @@ import numpy as np
 
 from .errors import ImageTypeError, TissueMaskError
 
-__all__ = ["ColorFeatures", "check_rgb", "color_features", "clamped_otsu"]
+__all__ = ["ACHROMATIC_SPREAD", "ColorFeatures", "check_rgb", "color_features", "clamped_otsu", "is_achromatic"]
 
 #: Optical density is stored as uint8 in hundredths (OD 0.00 .. 2.55).
 OD_SCALE = 100.0
+
+#: Largest channel spread (max - min of R, G, B, 0-255) that 99.9 % of an achromatic image's pixels stay
+#: within: a greyscale picture stored as RGB has 0, JPEG chroma noise a few; stained tissue (pale eosin
+#: included) is tens, and 0.1 % of such pixels (a small piece on a thumbnail) makes an image coloured.
+ACHROMATIC_SPREAD = 12
+# The spread is measured on about this many pixels (a regular subsample).
+_ACHROMATIC_SAMPLES = 250_000
+_ACHROMATIC_QUANTILE = 99.9
 
 
 def check_rgb(rgb: object, name: str = "rgb") -> np.ndarray:
@@ -115,6 +123,19 @@ def color_features(rgb: np.ndarray) -> ColorFeatures:
     od3 = cv2.LUT(rgb, _od_lut(white))
     od = cv2.transform(od3, np.full((1, 3), 1.0 / 3.0))
     return ColorFeatures(hue=hue, sat=sat, val=val, od=od, white=white)
+
+
+def is_achromatic(rgb: np.ndarray) -> bool:
+    """Whether a checked RGB image is grey everywhere (a greyscale scan, or grey stored as RGB).
+
+    True when 99.9 % of the pixels of a regular subsample (about 250,000) have their three channels
+    within :data:`ACHROMATIC_SPREAD` of each other. Saturation says nothing about such an image, so
+    tissue detection uses optical density on it.
+    """
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / _ACHROMATIC_SAMPLES)))
+    sample = rgb[::step, ::step]
+    spread = sample.max(axis=2) - sample.min(axis=2)  # uint8: max >= min, no wrap
+    return float(np.percentile(spread, _ACHROMATIC_QUANTILE)) <= ACHROMATIC_SPREAD
 
 
 def clamped_otsu(plane: np.ndarray, lo: float, hi: float) -> float:

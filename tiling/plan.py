@@ -11,6 +11,11 @@ Geometry is in whole level-0 pixels. The grid starts at the slide origin and eac
 snapped down to the read level's pixel grid, so tiles whose size is a multiple of the stored
 tiles line up with them. Coarse tiles on the right and bottom edges may extend past the slide;
 reads pad that part with white (as :meth:`Slide.read_region` documents).
+
+A plan has at most :data:`MAX_TILES_PER_SCALE` candidate tiles at any scale (the whole grid at the
+coarsest scale; tiles per parent times kept parents at a finer one). A larger plan is refused with a
+:class:`TilePlanError` before anything is allocated: each candidate costs a few hundred bytes while
+planning, so an unbounded count (1 px tiles at 0.25 µm/px) would exhaust memory.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ from .plan_io import PLAN_COLUMNS, read_plan_table, write_plan_table
 from .scales import Scale
 from .tissue import TissueMask
 
-__all__ = ["PLAN_COLUMNS", "TilePlan", "TilePlanError", "plan_tiles"]
+__all__ = ["MAX_TILES_PER_SCALE", "PLAN_COLUMNS", "TilePlan", "TilePlanError", "plan_tiles"]
+
+#: Most candidate tiles one scale of a plan may have (about 0.5 GB of planning memory). Real plans are
+#: far below: a 100,000 px slide at 0.25 µm/px in 224 px tiles at 0.5 µm/px is about 50,000 tiles.
+MAX_TILES_PER_SCALE = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,23 @@ def _offsets(parent_extent: int, extent: int, stride: int) -> np.ndarray:
     return starts
 
 
+def _offset_count(parent_extent: int, extent: int, stride: int) -> int:
+    """``len(_offsets(parent_extent, extent, stride))``, without building the array."""
+    if extent >= parent_extent:
+        return 1
+    span = parent_extent - extent
+    return span // stride + 1 + (1 if span % stride else 0)
+
+
+def _check_count(slide: Slide, scale: Scale, count: int, where: str) -> None:
+    """Refuse a scale whose candidate tiles would exceed :data:`MAX_TILES_PER_SCALE`."""
+    if count > MAX_TILES_PER_SCALE:
+        raise TilePlanError(
+            f"{slide.path}: scale {_label(scale)} would make {count:,} candidate tiles {where}; expected at "
+            f"most {MAX_TILES_PER_SCALE:,} per scale (MAX_TILES_PER_SCALE); use larger tiles or a coarser mpp"
+        )
+
+
 def _snap(starts: np.ndarray, floor: np.ndarray, downsample: float) -> np.ndarray:
     """Snap starts down to the read level's pixel grid, never below ``floor`` (the parent start)."""
     step = round(downsample)
@@ -248,7 +274,8 @@ def plan_tiles(
         A scale finer than the slide's level 0.
     TilePlanError
         No scales, two scales of one name, a finer scale whose tiles are larger (in µm) than the
-        coarser scale's above it, a mask of another slide.
+        coarser scale's above it, a mask of another slide, or a scale with more than
+        :data:`MAX_TILES_PER_SCALE` candidate tiles (checked before any is made).
     ParameterError
         ``min_tissue`` not a fraction, ``scales`` not Scale objects.
     MissingMppError
@@ -271,6 +298,7 @@ def plan_tiles(
         if parents is None:
             cols = 1 + max(0, math.ceil((width - extent[0]) / stride[0]))
             rows = 1 + max(0, math.ceil((height - extent[1]) / stride[1]))
+            _check_count(slide, scale, cols * rows, f"over the {width}x{height} px slide ({cols}x{rows})")
             grid_y, grid_x = np.meshgrid(np.arange(rows) * stride[1], np.arange(cols) * stride[0], indexing="ij")
             zero = np.zeros(grid_x.size, dtype=np.int64)
             xs = _snap(grid_x.ravel().astype(np.int64), zero, level.downsample)
@@ -278,6 +306,10 @@ def plan_tiles(
             parent_ids = np.full(len(xs), -1, dtype=np.int64)
         else:
             parent_extent = _extent(ordered[index - 1], mpp, ordered[index - 1].tile)  # >= extent: checked
+            per_parent = (_offset_count(parent_extent[0], extent[0], stride[0])
+                          * _offset_count(parent_extent[1], extent[1], stride[1]))
+            _check_count(slide, scale, per_parent * len(parents),
+                         f"({per_parent:,} per parent x {len(parents):,} kept parents)")
             off_y, off_x = np.meshgrid(_offsets(parent_extent[1], extent[1], stride[1]),
                                        _offsets(parent_extent[0], extent[0], stride[0]), indexing="ij")
             px, py = parents.l0_x.to_numpy(), parents.l0_y.to_numpy()

@@ -16,8 +16,11 @@ Pipeline (each step O(pixels); about 0.5 s on one core for a 3,125 x 3,125 mask,
    ``method="ihc"`` thresholds mean OD with Otsu clamped to [0.05, 0.10] (pale haematoxylin
    in IHC is barely saturated but absorbs light); ``method="fluorescence"`` (dark-field
    slides: black glass, glowing tissue) thresholds brightness (see ``_tissue_darkfield``).
-   ``method="auto"`` (the default) is ``"otsu"`` on a bright background and raises
-   :class:`DarkFieldError` on a dark one, rather than report 0 % or 100 % tissue.
+   ``method="auto"`` (the default) is ``"otsu"`` on a bright, coloured image; ``"ihc"`` (optical
+   density, which needs no colour) on a bright achromatic one, whose three channels are nearly
+   equal everywhere (a greyscale scan, or grey stored as RGB: saturation is zero there and
+   ``"otsu"`` would find no tissue; see ``_tissue_color.is_achromatic``); and raises
+   :class:`DarkFieldError` on a dark background, rather than report 0 % or 100 % tissue.
 3. Artefacts (brightfield only): pen ink of any colour with the tissue under it (see
    ``_pen``), and dark grey pixels (coverslip and slide edges, scratches).
 4. Morphology sized in microns: close, fill small holes, open, then drop small objects,
@@ -36,7 +39,7 @@ from slidescope.wsi.whole_slide import read_whole_slide, whole_slide_size
 
 from ._morph import close, fill_holes as _fill_holes, filter_components, open_
 from ._pen import dark_grey_mask, ink_mask
-from ._tissue_color import check_rgb, clamped_otsu, color_features
+from ._tissue_color import check_rgb, clamped_otsu, color_features, is_achromatic
 from ._tissue_darkfield import DARK_MEDIAN, background, fluorescence_candidate
 from ._tissue_mask import MAX_AREA_UM2, MAX_LENGTH_UM, TissueMask
 from .errors import DarkFieldError, ImageTypeError, TissueMaskError
@@ -70,14 +73,15 @@ def _parse_mpp(mpp: Any) -> float:
 
 
 def _resolve_method(method: Any, rgb: np.ndarray, path: str | None) -> str:
-    """The concrete method: ``"auto"`` becomes ``"otsu"``, or raises on a dark-field image."""
+    """The concrete method: ``"auto"`` becomes ``"otsu"``, ``"ihc"`` on an achromatic image, or raises
+    on a dark-field image."""
     method = parse_choice(method, "method", METHODS)
     if method != "auto":
         return method
     seen = background(rgb)
     if seen.dark:
         raise DarkFieldError(path, seen.level, DARK_MEDIAN)
-    return "otsu"
+    return "ihc" if is_achromatic(rgb) else "otsu"
 
 
 def tissue_mask_from_rgb(
@@ -108,8 +112,11 @@ def tissue_mask_from_rgb(
     method
         ``"otsu"`` for H&E (saturation), ``"ihc"`` for DAB + haematoxylin (optical density),
         ``"fluorescence"`` for dark-field images (brightness); ``"auto"`` (the default) is
-        ``"otsu"`` unless the background is dark, where it raises :class:`DarkFieldError`.
-        A method given explicitly is always applied.
+        ``"otsu"`` on a coloured image, ``"ihc"`` on an achromatic one (R, G and B within
+        ``ACHROMATIC_SPREAD`` = 12 of each other on 99.9 % of a subsample: a greyscale scan has no
+        saturation, but its optical density shows the tissue), and raises :class:`DarkFieldError`
+        when the background is dark. A method given explicitly is always applied (``"otsu"`` on a
+        greyscale image finds no tissue).
     min_object_um2
         Tissue pieces smaller than this area are dropped (at most a quarter of the image's
         area is asked for, so a small tile full of tissue stays tissue).
@@ -269,7 +276,8 @@ def tissue_mask(
         (in µm) divided by :data:`MIN_MASK_EDGE` is refused; where level 0 is coarser than
         ``mpp``, the mask is made at level 0's resolution.
     method
-        ``"auto"`` (default: ``"otsu"``, or :class:`DarkFieldError` on a dark-field slide),
+        ``"auto"`` (default: ``"otsu"``, ``"ihc"`` on an achromatic (greyscale) slide, or
+        :class:`DarkFieldError` on a dark-field slide),
         ``"otsu"`` (H&E), ``"ihc"`` or ``"fluorescence"``; see :func:`tissue_mask_from_rgb`.
     max_mask_pixels
         Refuse masks larger than this (a guard against a finer mpp than intended).
