@@ -35,6 +35,7 @@ from ..paths import check_slide_path
 from . import _tiff_metadata as metadata
 from ._properties import associated_properties, standard_properties
 from ._tiff_aperio import aperio_layout
+from ._tiff_chain import check_page_count, ifd_chain_length
 from ._tiff_checks import (
     check_associated_geometry,
     check_segments_in_file,
@@ -42,6 +43,7 @@ from ._tiff_checks import (
     describe_page,
 )
 from ._tiff_codecs import APERIO_J2K_RGB, APERIO_J2K_YCBCR, decode_aperio_j2k
+from ._tiff_generic import generic_levels
 from ._tiff_log import captured_tifffile_log, raise_for_damage
 from .base import Box, SlideBackend, composite_on_white, composite_premultiplied_on_white
 
@@ -205,8 +207,12 @@ class TiffBackend(SlideBackend):
                  getattr(tiff, f"is_{name}", False)]
         if flags:
             raise UnsupportedFormatError(f"{self.path}: {flags[0]} files are read through OpenSlide, not tifffile")
+        # A file cut short keeps its header but loses IFDs: say so before tifffile's partial view.
+        chain_length = ifd_chain_length(self.path, self._fd, os.fstat(self._fd).st_size)
+        check_page_count(self.path, chain_length, len(tiff.pages))
         if not tiff.series:
             raise UnsupportedFormatError(f"{self.path}: the TIFF holds no image series")
+        associated: dict[str, Any] = {}
         if tiff.is_svs:  # OpenSlide's page roles, not tifffile's SVS series (see _tiff_aperio)
             layout = aperio_layout(tiff.pages)
             level_pages, associated = layout.levels, layout.associated
@@ -214,7 +220,14 @@ class TiffBackend(SlideBackend):
             pyramid = tiff.series[0]
             if pyramid.kind not in ("ome", "generic", "shaped", "uniform"):
                 raise UnsupportedFormatError(f"{self.path}: TIFF series kind {pyramid.kind!r} is not a slide pyramid")
-            level_pages, associated = [level.keyframe for level in pyramid.levels], {}
+            level_pages = [level.keyframe for level in pyramid.levels]
+            if not tiff.is_ome:
+                # OpenSlide's generic-tiff levels (see _tiff_generic), unless OpenSlide sees only
+                # page 0 where tifffile finds reduced levels (SubIFDs, pages without the reduced
+                # bit): those stay readable here, and ``auto`` keeps such a file with OpenSlide.
+                chain_levels = generic_levels(tiff.pages)
+                if len(chain_levels) > 1 or len(level_pages) == 1:
+                    level_pages = list(chain_levels)
         levels = [_tiled_level(self.path, page) for page in level_pages]
         for previous, current in zip(levels, levels[1:]):
             if current.width >= previous.width or current.height >= previous.height:
@@ -235,7 +248,9 @@ class TiffBackend(SlideBackend):
 
     def _slide_info(self, levels: list[_TiledLevel], associated: dict[str, Any]) -> SlideInfo:
         tiff = self._tiff
-        first = levels[0].page
+        # OpenSlide takes a generic TIFF's properties and mpp from page 0, even when a wider
+        # reduced page makes another page level 0 (for SVS and OME-TIFF page 0 is level 0).
+        first = tiff.pages.first if not tiff.is_ome else levels[0].page
         properties = metadata.tiff_properties(self._fd, first)
         objective = None
         if tiff.is_svs:
