@@ -54,6 +54,17 @@ def _file_version(path: Any) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
+def level_origin(l0_xy: np.ndarray, downsample: float) -> np.ndarray:
+    """The level pixels whose level-0 footprints start at ``l0_xy``: ``floor((l0 + 0.5) / downsample)``.
+
+    For a whole-number downsample this is ``l0 // downsample``. For a fractional one (2.0005,
+    4.016) level pixel ``k`` starts at level-0 ``k * downsample``, which a caller rounds to an
+    integer: the half-pixel shift maps ``round(k * downsample)`` back to ``k``, where a plain
+    floor would read one level pixel early.
+    """
+    return np.floor((l0_xy + 0.5) / downsample).astype(np.int64)
+
+
 class _BackendCache:
     """Open backends per process, so Dask tasks that unpickle a slide reuse one handle."""
 
@@ -341,7 +352,7 @@ class Slide:
         out_size = parse_size(size, f"{self.path}: size")
         l0_xy = parse_locations(locations, f"{self.path}: locations")
         chosen, scale_x, scale_y = self._resolve(level, mpp)
-        lvl_xy = np.floor(l0_xy / chosen.downsample).astype(np.int64)
+        lvl_xy = level_origin(l0_xy, chosen.downsample)
         with self._reading() as backend:
             return read_resampled(backend, chosen, lvl_xy, out_size, (scale_x, scale_y), self.path)
 

@@ -18,6 +18,7 @@ import tifffile
 from slidescope.wsi import open_slide
 from slidescope.wsi.backends.openslide_backend import OpenSlideBackend, interpolated_levels
 from slidescope.wsi.open import FAST_TIFF_VENDORS
+from slidescope.wsi.slide import level_origin
 from slidescope.wsi.synthetic import make_slide
 
 DIMENSIONS = [(1001, 751), (500, 375), (250, 187)]
@@ -73,8 +74,9 @@ def synthetic_fractional_svs(tmp_path_factory) -> Path:
 
 
 def level_box(level, l0_xy: tuple[int, int]) -> tuple[int, int]:
-    """The level pixel a level-0 location falls in (what Slide reads from)."""
-    return int(np.floor(l0_xy[0] / level.downsample)), int(np.floor(l0_xy[1] / level.downsample))
+    """The level pixel a level-0 location starts (what Slide reads from)."""
+    x, y = level_origin(np.array(l0_xy), level.downsample)
+    return int(x), int(y)
 
 
 def random_reads(level, count: int, size: int, seed: int):

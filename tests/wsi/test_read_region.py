@@ -148,3 +148,20 @@ def test_array_slide_rejects_non_rgb():
         from_array(np.zeros((10, 10), np.uint8), mpp=1.0)
     with pytest.raises(Exception, match="level 1"):
         from_array([np.zeros((10, 10, 3), np.uint8), np.zeros((20, 20, 3), np.uint8)], mpp=1.0)
+
+
+def test_level_locations_round_trip_on_fractional_downsamples():
+    from slidescope.wsi.slide import level_origin
+
+    rng = np.random.default_rng(3)
+    level0 = rng.integers(0, 255, (3012, 4016, 3), dtype=np.uint8)
+    level1 = rng.integers(0, 255, (750, 1000, 3), dtype=np.uint8)  # downsample 4.016 across, 4.016 down
+    slide = from_array([level0, level1], mpp=0.25, name="fractional")
+    downsample = slide.levels[1].downsample
+    assert downsample == pytest.approx(4.016)
+    for k in (0, 1, 5, 123, 747):  # a level pixel's level-0 position, rounded as a caller would
+        l0 = round(k * downsample)
+        np.testing.assert_array_equal(slide.read_region((l0, l0), (2, 2), level=1), level1[k : k + 2, k : k + 2])
+    # Whole-number downsamples keep plain integer division, for every offset.
+    l0 = np.arange(-9, 40)
+    np.testing.assert_array_equal(level_origin(l0, 4.0), l0 // 4)
