@@ -125,6 +125,12 @@ def color_features(rgb: np.ndarray) -> ColorFeatures:
     return ColorFeatures(hue=hue, sat=sat, val=val, od=od, white=white)
 
 
+def regular_subsample(image: np.ndarray, samples: int) -> np.ndarray:
+    """Every ``step``-th row and column of ``image``, ``step`` chosen to keep about ``samples`` pixels (a view)."""
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / samples)))
+    return image[::step, ::step]
+
+
 def is_achromatic(rgb: np.ndarray) -> bool:
     """Whether a checked RGB image is grey everywhere (a greyscale scan, or grey stored as RGB).
 
@@ -132,8 +138,7 @@ def is_achromatic(rgb: np.ndarray) -> bool:
     within :data:`ACHROMATIC_SPREAD` of each other. Saturation says nothing about such an image, so
     tissue detection uses optical density on it.
     """
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / _ACHROMATIC_SAMPLES)))
-    sample = rgb[::step, ::step]
+    sample = regular_subsample(rgb, _ACHROMATIC_SAMPLES)
     spread = sample.max(axis=2) - sample.min(axis=2)  # uint8: max >= min, no wrap
     return float(np.percentile(spread, _ACHROMATIC_QUANTILE)) <= ACHROMATIC_SPREAD
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._tissue_color import regular_subsample
+
 __all__ = ["DARK_MEDIAN", "DARK_BORDER", "Background", "background", "fluorescence_candidate"]
 
 #: Median brightness (0-255) below which an image is dark-field whatever its border.
@@ -67,8 +69,7 @@ def _brightness(rgb: np.ndarray) -> np.ndarray:
 
 def background(rgb: np.ndarray) -> Background:
     """Brightness statistics of a checked ``(H, W, 3)`` uint8 image, on a regular subsample."""
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / _SAMPLES)))
-    value = _brightness(rgb[::step, ::step])
+    value = _brightness(regular_subsample(rgb, _SAMPLES))
     height, width = value.shape
     k = max(1, int(min(height, width) * _BORDER_FRACTION))
     ring = np.concatenate([value[:k].ravel(), value[-k:].ravel(), value[:, :k].ravel(), value[:, -k:].ravel()])
