@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .errors import OutOfBoundsError, ResolutionError
 from .levels import Level
 
-__all__ = ["MPP_TOLERANCE", "best_level_for_mpp", "clip_box"]
+__all__ = ["MPP_TOLERANCE", "best_level_for_mpp", "coarsest_level_within", "clip_box"]
 
 #: Relative slack when matching a requested mpp to a stored level (scanner metadata is rarely
 #: more precise than this): a level within 1 % of the target is read without resampling.
@@ -23,9 +23,14 @@ def best_level_for_mpp(levels: Sequence[Level], mpp: float, path: str) -> Level:
             f"{path}: requested {mpp:g} µm/px is finer than level 0 ({level0.mpp[0]:g} µm/px); "
             f"expected mpp >= {level0.mpp[0]:g}"
         )
-    chosen = level0
+    return coarsest_level_within(levels, mpp / level0.mpp[0])
+
+
+def coarsest_level_within(levels: Sequence[Level], downsample: float) -> Level:
+    """The coarsest level whose downsample is at most ``downsample`` (within :data:`MPP_TOLERANCE`), else level 0."""
+    chosen = levels[0]
     for level in levels[1:]:
-        if level.mpp[0] <= mpp * (1.0 + MPP_TOLERANCE):
+        if level.downsample <= downsample * (1.0 + MPP_TOLERANCE):
             chosen = level
     return chosen
 

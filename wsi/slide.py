@@ -19,11 +19,11 @@ import numpy as np
 
 from .backends.base import Box, SlideBackend
 from .errors import ClosedSlideError, MissingMppError, RegionError
-from .geometry import MPP_TOLERANCE, best_level_for_mpp
-from .validation import parse_locations, parse_mpp, parse_positive_int, parse_size
 from .dask_levels import level_to_dask
+from .geometry import best_level_for_mpp, coarsest_level_within
 from .levels import Level, SlideInfo
 from .reading import read_resampled
+from .validation import parse_locations, parse_mpp, parse_positive_int, parse_size
 from .whole_slide import thumbnail
 
 if TYPE_CHECKING:
@@ -360,11 +360,7 @@ class Slide:
         """The whole slide shrunk onto ``size`` pixels from the coarsest level at least that fine."""
         out_w, out_h = size
         width, height = self.dimensions
-        shrink = min(width / out_w, height / out_h)
-        chosen = self.levels[0]
-        for candidate in self.levels[1:]:
-            if candidate.downsample <= shrink * (1.0 + MPP_TOLERANCE):
-                chosen = candidate
+        chosen = coarsest_level_within(self.levels, min(width / out_w, height / out_h))
         scale = (chosen.width / out_w, chosen.height / out_h)
         with self._reading() as backend:
             return read_resampled(backend, chosen, np.zeros((1, 2), np.int64), size, scale, self.path)[0]
