@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slidescope.wsi.atomic import check_parent, ensure_folder
 from slidescope.wsi.errors import OutputError, OutputExistsError, SlideError
 from slidescope.wsi.validation import parse_path
 
@@ -142,11 +143,11 @@ class OutputTarget:
 
     @contextmanager
     def writing(self) -> Iterator[Path]:
-        """Check again (the command may have run for minutes), create the last missing folder
-        level, and turn an ``OSError`` of the writer into an :class:`OutputError` naming the path."""
+        """Check again (the command may have run for minutes) and turn an ``OSError`` of the writer
+        into an :class:`OutputError` naming the path. The writer goes through
+        :mod:`slidescope.wsi.atomic`, which creates the last missing folder level."""
         _check_file(self.path, self.kind, self.inputs, self.overwrite, self.option)
         with _output_errors(self.path, self.kind.description):
-            _make_folder(self.path.parent)
             yield self.path
 
 
@@ -203,10 +204,8 @@ def check_output_folder(path: Any, *, option: str = "--out") -> Path:
     folder = Path(parse_path(path, option))
     if os.path.lexists(folder) and not folder.is_dir():
         raise OutputExistsError(f"{folder}: {option}: expected a folder for the outputs, got an existing file")
-    _check_folder(folder, folder, option)
     with _output_errors(folder, "the output folder"):
-        _make_folder(folder)
-    return folder
+        return ensure_folder(folder)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -236,7 +235,7 @@ def _check_file(target: Path, kind: OutputKind, inputs: tuple[str, ...], overwri
         )
     if os.path.lexists(target):
         _check_existing(target, kind, overwrite)
-    _check_folder(target.parent, target, option)
+    check_parent(target)
 
 
 def _check_existing(target: Path, kind: OutputKind, overwrite: bool) -> None:
@@ -263,24 +262,6 @@ def _check_existing(target: Path, kind: OutputKind, overwrite: bool) -> None:
         f"{target}: already exists and is not {kind.description}; refusing to replace it, even with "
         f"--overwrite: remove it yourself or choose another path"
     )
-
-
-def _check_folder(folder: Path, target: Path, option: str) -> None:
-    """``folder`` must be a folder, or be missing with an existing parent folder."""
-    if folder.is_dir():
-        return
-    if os.path.lexists(folder):
-        raise OutputError(f"{target}: cannot write there: {folder} exists and is not a folder")
-    if not folder.parent.is_dir():
-        raise OutputError(
-            f"{target}: {option}: folder {folder} does not exist, nor does {folder.parent}; slidescope creates "
-            f"only the last missing folder level, so create the others first"
-        )
-
-
-def _make_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        folder.mkdir(exist_ok=True)  # one level: _check_folder has checked that the parent exists
 
 
 @contextmanager

@@ -29,15 +29,38 @@ from pathlib import Path
 from .errors import OutputError, OutputExistsError, ParameterError
 from .validation import parse_path
 
-__all__ = ["atomic_path", "atomic_paths", "ensure_parent"]
+__all__ = ["atomic_path", "atomic_paths", "check_parent", "ensure_parent", "ensure_folder"]
 
 
 def _token() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def ensure_parent(path: str | os.PathLike[str]) -> Path:
-    """Make sure the folder of ``path`` exists, creating it only when its own parent exists.
+def _check_folder(target: Path, folder: Path) -> None:
+    """``folder`` (where ``target`` goes) must be a folder, or be missing with its parent a folder."""
+    if folder.is_dir():
+        return
+    if os.path.lexists(folder):
+        raise OutputError(f"{target}: cannot write: {folder} is not a folder")
+    missing = folder
+    while not missing.parent.is_dir() and missing.parent != missing:
+        missing = missing.parent
+    if missing != folder:
+        raise OutputError(
+            f"{target}: cannot write: folder {missing} does not exist; slidescope creates only the last "
+            f"missing folder level ({folder.name}), so create the others first"
+        )
+
+
+def _make_folder(target: Path, folder: Path) -> None:
+    try:
+        folder.mkdir(exist_ok=True)  # one level: _check_folder saw its parent
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot create the folder {folder}: {exc.strerror or exc}") from exc
+
+
+def check_parent(path: str | os.PathLike[str]) -> Path:
+    """Check, creating nothing, that the folder of ``path`` exists or only its last level is missing.
 
     Returns
     -------
@@ -51,24 +74,24 @@ def ensure_parent(path: str | os.PathLike[str]) -> Path:
         first missing one).
     """
     target = Path(parse_path(path))
-    parent = target.parent
-    if parent.is_dir():
-        return target
-    if parent.exists():
-        raise OutputError(f"{target}: cannot write: {parent} is not a folder")
-    missing = parent
-    while not missing.parent.is_dir() and missing.parent != missing:
-        missing = missing.parent
-    if missing != parent:
-        raise OutputError(
-            f"{target}: cannot write: folder {missing} does not exist; expected at most the last folder "
-            f"level ({parent.name}) to be missing (create the folders first)"
-        )
-    try:
-        parent.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot create its folder {parent}: {exc.strerror or exc}") from exc
+    _check_folder(target, target.parent)
     return target
+
+
+def ensure_parent(path: str | os.PathLike[str]) -> Path:
+    """:func:`check_parent`, then create the folder of ``path`` when it is missing; returns ``path``."""
+    target = check_parent(path)
+    if not target.parent.is_dir():
+        _make_folder(target, target.parent)
+    return target
+
+
+def ensure_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder ``path``, created when only its last level is missing (see :func:`check_parent`)."""
+    folder = Path(parse_path(path))
+    _check_folder(folder, folder)
+    _make_folder(folder, folder)
+    return folder
 
 
 class _Staged:
