@@ -77,15 +77,20 @@ def release_fifo_reader(fifo: Path) -> None:
         pass
 
 
+def error_on_fifo(fifo: Path, what: str, function, *args, **kwargs) -> BaseException | None:
+    """What ``function(*args, **kwargs)`` raised with ``fifo`` in its way; the test fails if it blocked."""
+    thread, outcome = call_with_hang_guard(function, *args, **kwargs)
+    if thread.is_alive():
+        release_fifo_reader(fifo)
+        pytest.fail(f"{what} on a FIFO blocked for {HANG_TIMEOUT} s")
+    return outcome["error"]
+
+
 @pytest.mark.parametrize("backend", ["auto", "tiff", "openslide"])
 def test_a_fifo_is_refused_without_hanging(tmp_path: Path, backend):
     fifo = tmp_path / "slide.svs"
     os.mkfifo(fifo)
-    thread, outcome = call_with_hang_guard(open_slide, fifo, backend=backend)
-    if thread.is_alive():
-        release_fifo_reader(fifo)
-        pytest.fail(f"open_slide on a FIFO blocked for {HANG_TIMEOUT} s")
-    error = outcome["error"]
+    error = error_on_fifo(fifo, "open_slide", open_slide, fifo, backend=backend)
     assert isinstance(error, SlideAccessError), error
     assert str(error) == f"{fifo}: is a FIFO (named pipe); expected a regular slide file"
 
@@ -99,11 +104,8 @@ def test_the_cli_refuses_a_fifo_in_one_line(tmp_path: Path, command, capsys):
     os.mkfifo(fifo)
     argv = [command, str(fifo)] + (["--out", str(tmp_path / "mask.png")] if command == "tissue" else [])
     result: dict[str, int] = {}
-    thread, outcome = call_with_hang_guard(lambda: result.setdefault("code", main(argv)))
-    if thread.is_alive():
-        release_fifo_reader(fifo)
-        pytest.fail(f"slidescope {command} on a FIFO blocked for {HANG_TIMEOUT} s")
-    assert outcome["error"] is None and result["code"] == 2
+    error = error_on_fifo(fifo, f"slidescope {command}", lambda: result.setdefault("code", main(argv)))
+    assert error is None and result["code"] == 2
     assert capsys.readouterr().err.strip().endswith(f"{fifo}: is a FIFO (named pipe); expected a regular slide file")
 
 
@@ -112,11 +114,7 @@ def test_a_backend_refuses_a_fifo_on_its_own(tmp_path: Path, backend_class):
     """A slide reopened in a worker goes straight to its backend, past open_slide's checks."""
     fifo = tmp_path / "slide.svs"
     os.mkfifo(fifo)
-    thread, outcome = call_with_hang_guard(backend_class, str(fifo))
-    if thread.is_alive():
-        release_fifo_reader(fifo)
-        pytest.fail(f"{backend_class.__name__} on a FIFO blocked for {HANG_TIMEOUT} s")
-    error = outcome["error"]
+    error = error_on_fifo(fifo, backend_class.__name__, backend_class, str(fifo))
     assert isinstance(error, SlideAccessError), error
     assert str(error) == f"{fifo}: is a FIFO (named pipe); expected a regular slide file"
 
@@ -131,11 +129,8 @@ def test_a_slide_whose_file_became_a_fifo_is_refused_on_reopening(tmp_path: Path
     path.unlink()
     os.mkfifo(path)
     reopened = pickle.loads(pickled)
-    thread, outcome = call_with_hang_guard(reopened.read_region, (0, 0), (8, 8), level=0)
-    if thread.is_alive():
-        release_fifo_reader(path)
-        pytest.fail(f"reopening a pickled slide on a FIFO blocked for {HANG_TIMEOUT} s")
-    assert isinstance(outcome["error"], SlideAccessError) and "FIFO" in str(outcome["error"])
+    error = error_on_fifo(path, "reopening a pickled slide", reopened.read_region, (0, 0), (8, 8), level=0)
+    assert isinstance(error, SlideAccessError) and "FIFO" in str(error)
 
 
 def test_a_socket_is_refused(tmp_path: Path):
