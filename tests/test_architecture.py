@@ -58,7 +58,7 @@ def top_package(module: str) -> str | None:
 
 
 def test_the_packages_are_found():
-    assert {"wsi", "tiling", "workflows"} <= set(PRESENT)
+    assert {"wsi", "tiling", "models", "workflows"} <= set(PRESENT)
     assert len(source_files()) > 20
 
 
@@ -120,7 +120,7 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-@pytest.mark.parametrize("package", [f"slidescope.{name}" for name in PRESENT if name in ("wsi", "tiling", "workflows")]
+@pytest.mark.parametrize("package", [f"slidescope.{name}" for name in PRESENT if name in ("wsi", "tiling", "models", "workflows")]
                          + ["slidescope.workflows.cli"])
 def test_importing_a_package_loads_no_framework(package):
     code = (f"import sys, {package}\n"

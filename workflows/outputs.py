@@ -41,6 +41,10 @@ __all__ = [
     "TILE_PLAN",
     "SLIDE",
     "SYNTHETIC_TRUTH",
+    "PREDICTION_TABLE",
+    "HEATMAP_PNG",
+    "CAM_STORE",
+    "writing_all",
 ]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +69,9 @@ class OutputKind:
         The lower-case suffixes an output path may end in; empty for any.
     suffix_note : str
         Why only those, added to the message when a path ends otherwise.
+    folder : bool
+        The output is a folder (a zarr store): an existing folder of this kind is replaced, any
+        other existing folder or file is refused.
     """
 
     description: str
@@ -73,6 +80,7 @@ class OutputKind:
     replace_other: bool = True
     suffixes: tuple[str, ...] = ()
     suffix_note: str = ""
+    folder: bool = False
 
 
 def _is_png_mask(path: Path) -> bool:
@@ -122,6 +130,42 @@ PNG_MASK = OutputKind(
     "an 8-bit greyscale PNG mask", _is_png_mask, suffixes=(".png",),
     suffix_note="a mask is binary and stays lossless: JPEG would blur its edges into grey",
 )
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(8) == _PNG_SIGNATURE
+
+
+def _is_prediction_table(path: Path) -> bool:
+    """A Parquet file carrying the metadata ``slidescope predict`` writes into its tables."""
+    import pyarrow.parquet as pq
+
+    from .predict import TABLE_METADATA_KEY
+
+    try:
+        return TABLE_METADATA_KEY in (pq.read_schema(path).metadata or {})
+    except (ValueError, OSError):  # not Parquet: not ours
+        return False
+
+
+def _is_cam_store(path: Path) -> bool:
+    """A zarr group written by ``slidescope predict`` (its ``zarr.json`` carries the CAM attribute)."""
+    import json
+
+    from .predict import CAM_ATTRIBUTE
+
+    try:
+        with open(path / "zarr.json", encoding="utf-8") as stream:
+            return CAM_ATTRIBUTE in json.load(stream).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+#: The tables ``slidescope predict`` writes (``tiles.parquet``, ``cells.parquet``).
+PREDICTION_TABLE = OutputKind("a slidescope prediction table (Parquet)", _is_prediction_table)
+#: The heatmap picture ``slidescope predict`` writes (any PNG is taken as a previous one).
+HEATMAP_PNG = OutputKind("a PNG image", _is_png, suffixes=(".png",))
+#: The class activation maps ``slidescope predict`` writes: a zarr folder.
+CAM_STORE = OutputKind("a slidescope CAM zarr store", _is_cam_store, replace_other=False, folder=True)
 #: What ``slidescope tile`` writes.
 TILE_PLAN = OutputKind("a slidescope tile plan (Parquet)", _is_tile_plan)
 #: What ``slidescope synth`` writes: an existing slide only with ``--overwrite``, never another file.
@@ -243,6 +287,11 @@ def _check_existing(target: Path, kind: OutputKind, overwrite: bool) -> None:
         mode = os.stat(target).st_mode
     except OSError:  # a dangling symbolic link: something the user made, not our output
         mode = None
+    if kind.folder:
+        if mode is not None and stat.S_ISDIR(mode) and not target.is_symlink() and kind.recognise(target):
+            return
+        raise OutputExistsError(f"{target}: already exists and is not {kind.description}; refusing to replace it, "
+                                f"even with --overwrite: remove it yourself or choose another folder")
     if mode is not None and stat.S_ISDIR(mode):
         raise OutputExistsError(f"{target}: is a folder; expected a file path for {kind.description}")
     if mode is not None and not stat.S_ISREG(mode):
@@ -262,6 +311,22 @@ def _check_existing(target: Path, kind: OutputKind, overwrite: bool) -> None:
         f"{target}: already exists and is not {kind.description}; refusing to replace it, even with "
         f"--overwrite: remove it yourself or choose another path"
     )
+
+
+@contextmanager
+def writing_all(targets: list[OutputTarget]) -> Iterator[list[Path]]:
+    """Stage several checked outputs and rename them into place together (:func:`atomic_paths`).
+
+    Each is checked again first (the command may have run for minutes); an ``OSError`` while
+    writing becomes an :class:`OutputError` naming the output folder.
+    """
+    from slidescope.wsi.atomic import atomic_paths
+
+    for target in targets:
+        _check_file(target.path, target.kind, target.inputs, target.overwrite, target.option)
+    folder = targets[0].path.parent if targets else Path(".")
+    with _output_errors(folder, "the outputs"), atomic_paths([t.path for t in targets]) as temporaries:
+        yield temporaries
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""The PyTorch adapter (private): imported by :mod:`slidescope.models.registry` on first use only."""

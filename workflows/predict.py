@@ -1,0 +1,254 @@
+"""One model over one slide: tissue mask, the plan at the card's scale, ``map_batches`` with the model.
+
+What ``slidescope predict`` runs, and its Python form :func:`predict_slide`. Reading and inference
+happen in the same Dask task (a batch of tiles), so pixels never travel; the model pickles as its
+directory and loads once per process.
+
+Outputs, all written together (each file staged beside its target and renamed into place only
+once every one is complete):
+
+- tissue model: ``tiles.parquet`` (the plan's columns, ``l0_x, l0_y, l0_width, l0_height`` among
+  them, plus ``prob_<class>`` for every class), ``heatmap.png`` (the cascade class's probability
+  over the thumbnail), ``cam.zarr`` (a zarr v3 group with one float32 array per class: the
+  stitched class activation map at the feature stride; attributes say the µm/px and classes);
+- cell model: ``cells.parquet`` (one row a nucleus: ``l0_x, l0_y, type, score, tile_id``, each
+  nucleus once: every tile owns its core, and detections closer than the card's minimum distance
+  across tile borders are merged) and ``tiles.parquet`` with ``count_<type>`` per tile (the
+  nuclei each tile owns, so the counts add up to the rows of ``cells.parquet``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PredictResult", "predict_slide", "TABLE_METADATA_KEY", "CAM_ATTRIBUTE", "HEATMAP_MAX_EDGE"]
+
+#: Parquet schema-metadata key that marks the tables ``predict`` writes (the output guard looks for it).
+TABLE_METADATA_KEY = b"slidescope.predict"
+#: Attribute of the ``cam.zarr`` group that marks it as this command's output.
+CAM_ATTRIBUTE = "slidescope_cam"
+#: Longest side of the stitched heatmap and CAM canvases, in pixels.
+HEATMAP_MAX_EDGE = 4096
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_slide` did: the files it wrote and its figures."""
+
+    task: str
+    outputs: dict[str, str]
+    tiles: int
+    nuclei: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _TissueBatch:
+    """The batch function of a tissue model: class probabilities and CAMs of each tile."""
+
+    def __init__(self, model: Any, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+
+    def __call__(self, images: np.ndarray, tile_ids: np.ndarray) -> dict[str, Any]:
+        out = self.model.predict(images, batch_size=self.batch_size)
+        columns: dict[str, Any] = {f"prob_{name}": out["probs"][:, k] for k, name in enumerate(self.model.card.class_names)}
+        columns["cam"] = out["cam"]
+        return columns
+
+
+class _CellBatch:
+    """The batch function of a cell model: the nuclei of each tile, in input pixels."""
+
+    def __init__(self, model: Any, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+
+    def __call__(self, images: np.ndarray, tile_ids: np.ndarray) -> pd.DataFrame:
+        found = self.model.detect(images, batch_size=self.batch_size)
+        names = {name: k for k, name in enumerate(self.model.card.class_names)}
+        per_tile = [np.zeros((0, 4), np.float64)] * len(images)
+        for image, rows in found.groupby("image", sort=False):
+            per_tile[int(image)] = np.column_stack([rows.x.to_numpy(np.float64), rows.y.to_numpy(np.float64),
+                                                    rows.type.map(names).to_numpy(np.float64),
+                                                    rows.score.to_numpy(np.float64)])
+        return pd.DataFrame({"nuclei": pd.Series(per_tile, dtype=object)})
+
+
+def _canvas_mpp(slide_dimensions: tuple[int, int], slide_mpp: tuple[float, float], wanted: float) -> float:
+    """``wanted`` µm/px, coarsened so that the canvas has at most :data:`HEATMAP_MAX_EDGE` px a side."""
+    longest_um = max(slide_dimensions[0] * slide_mpp[0], slide_dimensions[1] * slide_mpp[1])
+    return max(wanted, longest_um / HEATMAP_MAX_EDGE)
+
+
+def _write_table(frame: pd.DataFrame, path: Path, info: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           TABLE_METADATA_KEY: json.dumps(info).encode()})
+    pq.write_table(table, path)
+
+
+def _write_png(image: np.ndarray, path: Path) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1])):
+        raise OSError(f"OpenCV could not write {path}")
+
+
+def _write_cams(canvas: np.ndarray, classes: tuple[str, ...], mpp: float, path: Path, info: dict[str, Any]) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.attrs.update({CAM_ATTRIBUTE: 1, "mpp": mpp, "classes": list(classes), "axes": ["y", "x"], **info})
+    for k, name in enumerate(classes):
+        array = group.create_array(name, shape=canvas.shape[:2], dtype="float32",
+                                   chunks=(min(1024, canvas.shape[0]), min(1024, canvas.shape[1])), fill_value=np.nan)
+        array[...] = canvas[..., k]
+
+
+def _stitched(plan: Any, scale: Any, values: np.ndarray, tile_ids: np.ndarray, out_mpp: float, channels: int) -> np.ndarray:
+    from slidescope.tiling import canvas_size, stitch
+
+    if len(tile_ids) == 0:  # nothing to place: a canvas of "no value"
+        width, height = canvas_size(plan.slide.dimensions, plan.slide.mpp, out_mpp)
+        return np.full((height, width, channels) if channels > 1 else (height, width), np.nan, np.float32)
+    return np.asarray(stitch(plan, scale, values, tile_ids=tile_ids, out_mpp=out_mpp))
+
+
+def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, workers: int = 2,
+                  min_tissue: float = 0.25, slide_mpp: float | None = None, backend: str = "auto",
+                  mask_mpp: float = 8.0, method: str = "auto",
+                  progress: Callable[[int, int], None] | None = None,
+                  write: Callable[[list[Path]], Any] | None = None) -> PredictResult:
+    """Run one model over one slide and write its outputs into the folder ``out``.
+
+    Parameters
+    ----------
+    model : Model
+        A tissue or cell model (:func:`slidescope.models.load_model`).
+    slide : str or PathLike
+        The slide file.
+    out : str or PathLike
+        The output folder (it must exist; the command line creates it).
+    batch_size : int
+        Tiles per Dask task and per model call.
+    workers : int
+        Tasks in flight at once (threads of this process: one reads while another infers).
+    min_tissue : float
+        Tiles with less tissue are skipped.
+    slide_mpp : float, optional
+        Level-0 µm/px of a slide that lacks it.
+    progress : callable, optional
+        ``progress(done_tiles, total_tiles)`` after each batch.
+    write : callable, optional
+        A context-manager factory ``write(paths) -> temporaries`` that stages the outputs (default
+        :func:`slidescope.wsi.atomic.atomic_paths`); the command line passes the output guard's.
+
+    Returns
+    -------
+    PredictResult
+    """
+    import dask
+
+    from slidescope.tiling import map_batches, overlay, plan_tiles, tissue_mask
+    from slidescope.wsi import open_slide
+    from slidescope.wsi.atomic import atomic_paths
+    from slidescope.wsi.validation import parse_positive_int
+
+    from .progress import tile_progress
+
+    batch_size = parse_positive_int(batch_size, "batch_size", maximum=4096)
+    workers = parse_positive_int(workers, "workers", maximum=256)
+    card = model.card
+    folder = Path(os.fspath(out))
+    seconds: dict[str, float] = {}
+    info = {"model": card.name, "model_card_sha256": card.digest(), "task": card.task,
+            "framework": card.framework, "slide": os.fspath(slide)}
+    with open_slide(slide, backend=backend, mpp=slide_mpp) as opened:
+        start = time.perf_counter()
+        mask = tissue_mask(opened, mpp=mask_mpp, method=method)
+        plan = plan_tiles(opened, mask, [card.scale()], min_tissue=min_tissue)
+        seconds["mask_and_plan"] = time.perf_counter() - start
+        tiles = plan.tiles(card.task)
+        function = (_TissueBatch if card.task == "tissue" else _CellBatch)(model, batch_size)
+        start = time.perf_counter()
+        with dask.config.set(num_workers=workers), tile_progress(len(tiles), progress):
+            results = map_batches(function, opened.lazy_copy(), plan, card.task, batch_size=batch_size,
+                                  scheduler="threads")
+        seconds["inference"] = time.perf_counter() - start
+        staged = atomic_paths if write is None else write
+        start = time.perf_counter()
+        if card.task == "tissue":
+            written = _tissue_outputs(model, opened, plan, tiles, results, folder, info, staged, overlay)
+            nuclei = None
+        else:
+            written, nuclei = _cell_outputs(model, opened, plan, tiles, results, folder, info, staged)
+        seconds["outputs"] = time.perf_counter() - start
+    return PredictResult(card.task, written, len(tiles), nuclei, seconds)
+
+
+def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, results: pd.DataFrame, folder: Path,
+                    info: dict[str, Any], staged: Any, overlay: Any) -> dict[str, str]:
+    from slidescope.models.architectures import feature_stride
+
+    card = model.card
+    probs = [f"prob_{name}" for name in card.class_names]
+    table = tiles.merge(results[["tile_id", *probs]], on="tile_id", how="left", validate="one_to_one")
+    ids = results.tile_id.to_numpy(np.int64)
+    cams = (np.stack(results.cam.to_list()).astype(np.float32) if len(results)
+            else np.zeros((0, 1, 1, len(probs)), np.float32))
+    cam_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * feature_stride(card.architecture))
+    cam_canvas = _stitched(plan, card.task, cams, ids, cam_mpp, len(probs))
+    if cam_canvas.ndim == 2:
+        cam_canvas = cam_canvas[..., None]
+    heat_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * card.input.tile / 8)
+    cascade = f"prob_{card.cascade_class}"
+    heatmap = _stitched(plan, card.task, results[cascade].to_numpy(np.float32), ids, heat_mpp, 1)
+    picture = overlay(slide, heatmap, vmin=0.0, vmax=1.0)
+    paths = {"tiles": folder / "tiles.parquet", "heatmap": folder / "heatmap.png", "cam": folder / "cam.zarr"}
+    with staged(list(paths.values())) as (tiles_tmp, heatmap_tmp, cam_tmp):
+        _write_table(table, tiles_tmp, {**info, "table": "tiles"})
+        _write_png(picture, heatmap_tmp)
+        _write_cams(cam_canvas, card.class_names, cam_mpp, cam_tmp, info)
+    return {key: str(path) for key, path in paths.items()}
+
+
+def _cell_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, results: pd.DataFrame, folder: Path,
+                  info: dict[str, Any], staged: Any) -> tuple[dict[str, str], int]:
+    from slidescope.models.peaks import deduplicate, to_level0
+
+    card = model.card
+    names = card.class_names
+    rows = plan.tiles(card.task).set_index("tile_id").loc[results.tile_id].reset_index()
+    boxes = plan.read_boxes(rows, card.task)
+    counts = [len(n) for n in results.nuclei]
+    found = np.concatenate([n for n in results.nuclei], axis=0) if counts else np.zeros((0, 4))
+    image = np.repeat(np.arange(len(results)), counts)
+    detections = pd.DataFrame({"image": image, "x": found[:, 0].astype(np.int64), "y": found[:, 1].astype(np.int64),
+                               "type": pd.Categorical.from_codes(found[:, 2].astype(np.int64), names).astype(str)
+                               if len(found) else np.array([], dtype=object),
+                               "score": found[:, 3].astype(np.float32),
+                               "tile_id": results.tile_id.to_numpy(np.int64)[image]})
+    located = to_level0(detections, boxes, card.scale().read_size)
+    min_distance = card.thresholds["min_distance_um"] / float(min(plan.slide.mpp))
+    kept = deduplicate(located, tiles, min_distance_l0=min_distance)
+    cells = kept[["l0_x", "l0_y", "type", "score", "tile_id"]].reset_index(drop=True)
+    owned = pd.crosstab(cells.tile_id, pd.Categorical(cells.type, categories=list(names)), dropna=False)
+    owned = owned.reindex(index=tiles.tile_id, fill_value=0)
+    table = tiles.reset_index(drop=True).copy()
+    for name in names:
+        table[f"count_{name}"] = owned[name].to_numpy(np.int64) if name in owned else np.zeros(len(table), np.int64)
+    paths = {"cells": folder / "cells.parquet", "tiles": folder / "tiles.parquet"}
+    with staged(list(paths.values())) as (cells_tmp, tiles_tmp):
+        _write_table(cells, cells_tmp, {**info, "table": "cells"})
+        _write_table(table, tiles_tmp, {**info, "table": "tiles"})
+    return {key: str(path) for key, path in paths.items()}, len(cells)
