@@ -33,6 +33,9 @@ def import_keras() -> tuple[Any, Any]:
         # Keras reads KERAS_BACKEND once, at its first import; setting it here (and only here, just
         # before that import) picks TensorFlow without touching a process that chose otherwise.
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    # TensorFlow's C++ start-up lines (CPU instruction notes, oneDNN) would land on the stderr of every
+    # command that loads a Keras model; keep them off unless the user chose a log level.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import keras
         import tensorflow as tf

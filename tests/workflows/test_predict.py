@@ -1,0 +1,111 @@
+"""``slidescope predict`` end to end on a small generated slide, in both frameworks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slidescope.tiling import PLAN_COLUMNS
+from slidescope.workflows.cli import main
+
+SMALL = {"widths": [8, 16], "depth": 1}
+
+
+def _model_dir(tmp_path_factory, task: str, framework: str):
+    pytest.importorskip("torch" if framework == "torch" else "keras")
+    from slidescope.models import ModelCard, create_model, save_model
+
+    data = ModelCard.new(task, framework, name=f"test-{task}").to_dict()
+    data["architecture"].update(SMALL)
+    data["input"].update(tile=64, overlap=0 if task == "tissue" else 8)
+    if task == "cell":
+        data["thresholds"]["nucleus_score"] = 0.3
+    model = create_model(task, framework, card=ModelCard.from_dict(data), seed=1, device="cpu")
+    return save_model(model, tmp_path_factory.mktemp("models") / f"{task}-{framework}")
+
+
+@pytest.fixture(scope="module", params=["torch", "tf"])
+def framework(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def tissue_dir(tmp_path_factory, framework):
+    return _model_dir(tmp_path_factory, "tissue", framework)
+
+
+@pytest.fixture(scope="module")
+def cell_dir(tmp_path_factory, framework):
+    return _model_dir(tmp_path_factory, "cell", framework)
+
+
+def _plan_rows(slide, card_dir):
+    from slidescope.models import load_model
+    from slidescope.tiling import plan_tiles, tissue_mask
+    from slidescope.wsi import open_slide
+
+    card = load_model(card_dir).card
+    with open_slide(slide) as opened:
+        return plan_tiles(opened, tissue_mask(opened), [card.scale()]).tiles(card.task)
+
+
+def test_tissue_outputs(small_slide, tissue_dir, tmp_path, capsys):
+    out = tmp_path / "tissue"
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out), "--batch-size", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    tiles = pd.read_parquet(out / "tiles.parquet")
+    probs = ["prob_background", "prob_stroma", "prob_tumour"]
+    assert list(tiles.columns) == [*PLAN_COLUMNS, *probs]
+    expected = _plan_rows(small_slide, tissue_dir)
+    assert len(tiles) == len(expected) > 0
+    assert sorted(tiles.tile_id) == sorted(expected.tile_id)
+    np.testing.assert_allclose(tiles[probs].sum(axis=1), 1.0, atol=1e-5)
+    import cv2
+    import zarr
+
+    assert cv2.imread(str(out / "heatmap.png")) is not None
+    cams = zarr.open_group(str(out / "cam.zarr"), mode="r")
+    assert sorted(cams.array_keys()) == ["background", "stroma", "tumour"]
+    assert cams.attrs["classes"] == ["background", "stroma", "tumour"]
+    assert np.isfinite(cams["tumour"][...]).any()
+    # a second run replaces its own outputs
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out)]) == 0
+
+
+def test_cell_outputs_keep_each_nucleus_once(small_slide, cell_dir, tmp_path):
+    out = tmp_path / "cell"
+    assert main(["predict", str(cell_dir), str(small_slide), "--out", str(out), "--workers", "1"]) == 0
+    cells = pd.read_parquet(out / "cells.parquet")
+    tiles = pd.read_parquet(out / "tiles.parquet")
+    assert list(cells.columns) == ["l0_x", "l0_y", "type", "score", "tile_id"]
+    assert list(tiles.columns) == [*PLAN_COLUMNS, "count_normal", "count_tumour"]
+    assert len(tiles) == len(_plan_rows(small_slide, cell_dir))
+    assert tiles[["count_normal", "count_tumour"]].to_numpy().sum() == len(cells)
+    assert set(cells.tile_id) <= set(tiles.tile_id)
+    assert set(cells.type) <= {"normal", "tumour"}
+    # every nucleus lies in its tile, and no two kept nuclei are closer than the card's minimum distance
+    box = tiles.set_index("tile_id").loc[cells.tile_id]
+    assert ((cells.l0_x.to_numpy() >= box.l0_x.to_numpy()) & (cells.l0_x.to_numpy() <= (box.l0_x + box.l0_width).to_numpy())).all()
+    if len(cells) > 1:
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(cells[["l0_x", "l0_y"]].to_numpy()).query_pairs(r=4.0 / 0.25 - 1e-6)
+        across = [(a, b) for a, b in pairs if cells.tile_id.iloc[a] != cells.tile_id.iloc[b]]
+        assert not across
+
+
+def test_errors_are_one_line(small_slide, tissue_dir, tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope"), str(small_slide), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such model directory" in err
+    assert main(["predict", str(tissue_dir), str(tmp_path / "absent.svs"), "--out", str(tmp_path / "o")]) == 2
+    assert "absent.svs" in capsys.readouterr().err
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    (folder / "tiles.parquet").write_text("someone's notes")
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(folder)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (folder / "tiles.parquet").read_text() == "someone's notes"
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(tissue_dir)]) == 2
+    assert "model directory" in capsys.readouterr().err
