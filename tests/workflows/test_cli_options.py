@@ -22,6 +22,10 @@ CASES = [
     (["synth", "s.svs", "--width", "512", "--height", "512", "--seed"], "--seed", ["-1", "0.5", "1e30"]),
     (["synth", "s.svs", "--width", "512", "--height", "512", "--mpp"], "--mpp", ["nan", "0", "inf"]),
     (["demo", "--tiles"], "--tiles", ["0", "nan", "2.5"]),
+    (["predict", "M", SLIDE, "--out", "o", "--batch-size"], "--batch-size", ["0", "nan", "1.5", "-2"]),
+    (["predict", "M", SLIDE, "--out", "o", "--workers"], "--workers", ["0", "inf"]),
+    (["predict", "M", SLIDE, "--out", "o", "--slide-mpp"], "--slide-mpp", ["nan", "0"]),
+    (["predict", "M", SLIDE, "--out", "o", "--min-tissue"], "--min-tissue", ["1.5", "nan"]),
 ]
 
 
@@ -54,6 +58,9 @@ def test_good_numbers_are_parsed_as_numbers():
     "--no-mask --method otsu --backend openslide --slide-mpp 0.25 --overwrite",
     "tile S --scale 2:256 --scale 0.5:256:32 --out plan.parquet",
     "demo --out demo-output --slides 1 --width 6000 --height 4500 --tiles 64",
+    "predict tissue S --out DIR --framework tf --batch-size 32 --workers 2 --device cpu --slide-mpp 0.25 "
+    "--min-tissue 0.5 --mask-mpp 8 --method otsu --backend auto --overwrite",
+    "predict models/cell-model S --out DIR",
 ])
 def test_every_documented_command_and_option_still_parses(line):
     from slidescope.workflows.cli import build_parser
