@@ -342,8 +342,8 @@ def deduplicate(cells: pd.DataFrame, tiles: pd.DataFrame, *, min_distance_l0: fl
     exactly on an ownership border (seen by both tiles, with rounding) is kept by both and
     resolved by rule 2.
 
-    Rule 2 (safety net): the kept detections are ranked by descending score (ties: tile id, then
-    position); in that order a detection is dropped when a kept detection of a *different* tile
+    Rule 2 (safety net): the kept detections are ranked by descending score (ties: the tile's row
+    in ``tiles``, then position); in that order a detection is dropped when a kept detection of a *different* tile
     ranked before it lies within ``min_distance_l0``. Detections of one tile never suppress each
     other (their spacing is the peak finder's business).
     """
