@@ -34,6 +34,8 @@ from typing import Any
 __all__ = [
     "ARCHITECTURES",
     "PADDINGS",
+    "WEIGHT_NAMING",
+    "BATCHNORM_NAMES",
     "Architecture",
     "LayerSpec",
     "layer_specs",
@@ -46,6 +48,11 @@ __all__ = [
 
 #: Architecture names, by task.
 ARCHITECTURES = {"tissue": "tissue_fcn", "cell": "cell_unet"}
+#: Per framework: the separator between layer and tensor names, and the name of a conv or dense kernel.
+WEIGHT_NAMING = {"torch": (".", "weight"), "tf": ("/", "kernel")}
+#: Per framework: BatchNorm's tensors in the same order (scale, offset, running mean, running variance).
+BATCHNORM_NAMES = {"torch": ("weight", "bias", "running_mean", "running_var"),
+                   "tf": ("gamma", "beta", "moving_mean", "moving_variance")}
 #: Padding conventions every framework implements.
 PADDINGS = ("tf_same", "symmetric")
 
@@ -157,32 +164,23 @@ def weight_shapes(arch: Architecture, outputs: int, framework: str) -> dict[str,
     torch names are ``layer.weight`` (BatchNorm buffers and ``num_batches_tracked`` included);
     Keras names are ``layer/kernel``, ``layer/gamma``...
     """
+    separator, kernel_name = WEIGHT_NAMING[framework]
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in layer_specs(arch, outputs):
         i, o, k = layer.in_channels, layer.out_channels, layer.kernel
-        if framework == "torch":
-            if layer.kind == "conv":
-                shapes[f"{layer.name}.weight"] = (o, i, k, k)
-            elif layer.kind == "dense":
-                shapes[f"{layer.name}.weight"] = (o, i)
-            else:
-                for suffix in ("weight", "bias", "running_mean", "running_var"):
-                    shapes[f"{layer.name}.{suffix}"] = (o,)
-                shapes[f"{layer.name}.num_batches_tracked"] = ()
-                continue
-            if layer.bias:
-                shapes[f"{layer.name}.bias"] = (o,)
+        prefix = f"{layer.name}{separator}"
+        if layer.kind == "batchnorm":
+            shapes.update({prefix + suffix: (o,) for suffix in BATCHNORM_NAMES[framework]})
+            if framework == "torch":
+                shapes[prefix + "num_batches_tracked"] = ()
+            continue
+        channels_first = framework == "torch"
+        if layer.kind == "conv":
+            shapes[prefix + kernel_name] = (o, i, k, k) if channels_first else (k, k, i, o)
         else:
-            if layer.kind == "conv":
-                shapes[f"{layer.name}/kernel"] = (k, k, i, o)
-            elif layer.kind == "dense":
-                shapes[f"{layer.name}/kernel"] = (i, o)
-            else:
-                for suffix in ("gamma", "beta", "moving_mean", "moving_variance"):
-                    shapes[f"{layer.name}/{suffix}"] = (o,)
-                continue
-            if layer.bias:
-                shapes[f"{layer.name}/bias"] = (o,)
+            shapes[prefix + kernel_name] = (o, i) if channels_first else (i, o)
+        if layer.bias:
+            shapes[prefix + "bias"] = (o,)
     return shapes
 
 

@@ -16,7 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 #: Real H&E images of the shared data folder (PROVENANCE.md) that tests cut tiles from.
 HE_IMAGES = ("hovernet_input_image.png", "colon.png", "glands.png", "nuclei.png", "histo.jpg")
 
-_BATCHNORM = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+from slidescope.models.architectures import BATCHNORM_NAMES  # noqa: E402
+
+_BATCHNORM = dict(zip(BATCHNORM_NAMES["torch"], BATCHNORM_NAMES["tf"]))
 
 
 def torch_to_keras(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
