@@ -22,13 +22,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from slidescope.wsi import Slide, open_slide
 
 __all__ = ["PredictResult", "predict_slide", "TABLE_METADATA_KEY", "CAM_ATTRIBUTE", "HEATMAP_MAX_EDGE"]
 
@@ -115,13 +118,21 @@ def _write_cams(canvas: np.ndarray, classes: tuple[str, ...], mpp: float, path: 
         array[...] = canvas[..., k]
 
 
-def _stitched(plan: Any, scale: Any, values: np.ndarray, tile_ids: np.ndarray, out_mpp: float, channels: int) -> np.ndarray:
-    from slidescope.tiling import canvas_size, stitch
+def _stitched(plan: Any, scale: Any, values: np.ndarray, tile_ids: np.ndarray, out_mpp: float) -> np.ndarray:
+    """The canvas in memory (small by construction: at most :data:`HEATMAP_MAX_EDGE` px a side)."""
+    from slidescope.tiling import stitch
 
-    if len(tile_ids) == 0:  # nothing to place: a canvas of "no value"
-        width, height = canvas_size(plan.slide.dimensions, plan.slide.mpp, out_mpp)
-        return np.full((height, width, channels) if channels > 1 else (height, width), np.nan, np.float32)
     return np.asarray(stitch(plan, scale, values, tile_ids=tile_ids, out_mpp=out_mpp))
+
+
+@contextmanager
+def _opened(slide: Any, backend: str, slide_mpp: float | None) -> Iterator[Slide]:
+    """``slide`` itself when it is an open :class:`Slide` (the caller closes it), else the file opened here."""
+    if isinstance(slide, Slide):
+        yield slide
+        return
+    with open_slide(slide, backend=backend, mpp=slide_mpp) as opened:
+        yield opened
 
 
 def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, workers: int = 2,
@@ -135,8 +146,8 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
     ----------
     model : Model
         A tissue or cell model (:func:`slidescope.models.load_model`).
-    slide : str or PathLike
-        The slide file.
+    slide : str, PathLike or Slide
+        The slide file, or an open slide (left open).
     out : str or PathLike
         The output folder (it must exist; the command line creates it).
     batch_size : int
@@ -160,7 +171,6 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
     import dask
 
     from slidescope.tiling import map_batches, overlay, plan_tiles, tissue_mask
-    from slidescope.wsi import open_slide
     from slidescope.wsi.atomic import atomic_paths
     from slidescope.wsi.validation import parse_positive_int
 
@@ -172,8 +182,8 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
     folder = Path(os.fspath(out))
     seconds: dict[str, float] = {}
     info = {"model": card.name, "model_card_sha256": card.digest(), "task": card.task,
-            "framework": card.framework, "slide": os.fspath(slide)}
-    with open_slide(slide, backend=backend, mpp=slide_mpp) as opened:
+            "framework": card.framework, "slide": slide.path if isinstance(slide, Slide) else os.fspath(slide)}
+    with _opened(slide, backend, slide_mpp) as opened:
         start = time.perf_counter()
         mask = tissue_mask(opened, mpp=mask_mpp, method=method)
         plan = plan_tiles(opened, mask, [card.scale()], min_tissue=min_tissue)
@@ -207,12 +217,12 @@ def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, resu
     cams = (np.stack(results.cam.to_list()).astype(np.float32) if len(results)
             else np.zeros((0, 1, 1, len(probs)), np.float32))
     cam_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * feature_stride(card.architecture))
-    cam_canvas = _stitched(plan, card.task, cams, ids, cam_mpp, len(probs))
+    cam_canvas = _stitched(plan, card.task, cams, ids, cam_mpp)
     if cam_canvas.ndim == 2:
         cam_canvas = cam_canvas[..., None]
     heat_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * card.input.tile / 8)
     cascade = f"prob_{card.cascade_class}"
-    heatmap = _stitched(plan, card.task, results[cascade].to_numpy(np.float32), ids, heat_mpp, 1)
+    heatmap = _stitched(plan, card.task, results[cascade].to_numpy(np.float32), ids, heat_mpp)
     picture = overlay(slide, heatmap, vmin=0.0, vmax=1.0)
     paths = {"tiles": folder / "tiles.parquet", "heatmap": folder / "heatmap.png", "cam": folder / "cam.zarr"}
     with staged(list(paths.values())) as (tiles_tmp, heatmap_tmp, cam_tmp):
@@ -234,8 +244,7 @@ def _cell_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, result
     found = np.concatenate([n for n in results.nuclei], axis=0) if counts else np.zeros((0, 4))
     image = np.repeat(np.arange(len(results)), counts)
     detections = pd.DataFrame({"image": image, "x": found[:, 0].astype(np.int64), "y": found[:, 1].astype(np.int64),
-                               "type": pd.Categorical.from_codes(found[:, 2].astype(np.int64), names).astype(str)
-                               if len(found) else np.array([], dtype=object),
+                               "type": np.asarray(names, dtype=object)[found[:, 2].astype(np.int64)],
                                "score": found[:, 3].astype(np.float32),
                                "tile_id": results.tile_id.to_numpy(np.int64)[image]})
     located = to_level0(detections, boxes, card.scale().read_size)

@@ -109,3 +109,33 @@ def test_errors_are_one_line(small_slide, tissue_dir, tmp_path, capsys):
     assert (folder / "tiles.parquet").read_text() == "someone's notes"
     assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(tissue_dir)]) == 2
     assert "model directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["tissue", "cell"])
+def test_a_slide_without_tissue_gives_empty_tables_with_every_column(task, tmp_path_factory, tmp_path):
+    pytest.importorskip("torch")
+    from slidescope.models import load_model
+    from slidescope.workflows.predict import predict_slide
+    from slidescope.wsi import from_array
+
+    model = load_model(_model_dir(tmp_path_factory, task, "torch"))
+    blank = from_array(np.full((768, 1024, 3), 243, np.uint8), mpp=0.25, name="blank")
+    result = predict_slide(model, blank, tmp_path, batch_size=4)
+    assert result.tiles == 0
+    tiles = pd.read_parquet(tmp_path / "tiles.parquet")
+    assert len(tiles) == 0 and list(tiles.columns)[: len(PLAN_COLUMNS)] == list(PLAN_COLUMNS)
+    if task == "cell":
+        assert list(pd.read_parquet(tmp_path / "cells.parquet").columns) == ["l0_x", "l0_y", "type", "score", "tile_id"]
+        assert list(tiles.columns)[len(PLAN_COLUMNS):] == ["count_normal", "count_tumour"]
+    else:
+        assert list(tiles.columns)[len(PLAN_COLUMNS):] == ["prob_background", "prob_stroma", "prob_tumour"]
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(small_slide, tissue_dir, tmp_path, capsys):
+    target = tmp_path / "out"
+    target.write_text("a file")
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(target) in err
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(tmp_path / "a" / "b")]) == 2
+    assert "does not exist" in capsys.readouterr().err
