@@ -27,6 +27,7 @@ from typing import Any
 from slidescope.tiling import Scale
 from slidescope.wsi.atomic import atomic_path
 from slidescope.wsi.validation import parse_path
+from slidescope.wsi.version import slidescope_version
 
 from .architectures import ARCHITECTURES, PADDINGS, Architecture, default_architecture, size_multiple
 from .errors import ModelCardError
@@ -62,6 +63,10 @@ AUTOCAST = (None, "bf16", "fp16")
 REQUIRED_THRESHOLDS = {"tissue": ("cascade_probability",), "cell": ("nucleus_score", "min_distance_um")}
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+#: The keys of a card, in the order :meth:`ModelCard.to_dict` writes them.
+_CARD_KEYS = ("format_version", "name", "version", "task", "framework", "architecture", "input", "classes", "outputs",
+              "thresholds", "cascade_class", "training", "metrics", "weights", "inference", "created",
+              "slidescope_version")
 _DEFAULT_CLASSES = {
     "tissue": (("background", "#f0f0f0"), ("stroma", "#ff7fbf"), ("tumour", "#c00000")),
     "cell": (("normal", "#2060ff"), ("tumour", "#ff2020")),
@@ -201,7 +206,7 @@ class ModelCard:
             "weights": None,
             "inference": {"autocast": autocast},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "slidescope_version": _version(),
+            "slidescope_version": slidescope_version(),
         }
         if task == "tissue" and cascade_class is None and "tumour" not in [c["name"] for c in data["classes"]]:
             data["cascade_class"] = data["classes"][-1]["name"]
@@ -332,15 +337,6 @@ class ModelCard:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("slidescope")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
-
-
 class _CardReader:
     """Reads one card's JSON, naming ``source`` and the key in every error."""
 
@@ -406,8 +402,17 @@ class _CardReader:
             raise self.fail(path, "a list of 3 numbers (R, G, B)", value)
         return tuple(self.number({"v": v}, "v", f"{path}[{i}]", positive=positive) for i, v in enumerate(value))  # type: ignore[return-value]
 
+    def known(self, data: Mapping[str, Any], path: str, keys: Sequence[str]) -> None:
+        """Refuse keys a card does not have (a typo would otherwise be dropped without a word)."""
+        unknown = [str(k) for k in data if k not in keys]
+        if unknown:
+            where = f"{path}." if path else ""
+            raise ModelCardError(f"{self.source}: {where}{unknown[0]}: unknown key; expected only "
+                                 f"{', '.join(keys)}")
+
     def card(self, data: Any) -> ModelCard:
         data = self.section(data, "card")
+        self.known(data, "", _CARD_KEYS)
         fmt = self.get(data, "format_version", "format_version")
         if fmt != CARD_FORMAT_VERSION:
             raise self.fail("format_version", f"{CARD_FORMAT_VERSION} (this slidescope's card layout)", fmt)
@@ -430,6 +435,7 @@ class _CardReader:
         spec = None
         if weights is not None:
             weights = self.section(weights, "weights")
+            self.known(weights, "weights", ("file", "sha256"))
             file = self.text(weights, "file", "weights.file")
             if os.path.basename(file) != file or file in (".", ".."):  # type: ignore[arg-type]
                 raise self.fail("weights.file", "a file name inside the model directory", file)
@@ -440,6 +446,7 @@ class _CardReader:
         for key in ("training", "metrics"):
             self.section(self.get(data, key, key), key)
         inference = self.section(self.get(data, "inference", "inference"), "inference")
+        self.known(inference, "inference", ("autocast",))
         autocast = self.get(inference, "autocast", "inference.autocast")
         if autocast not in AUTOCAST:
             raise self.fail("inference.autocast", f"one of {AUTOCAST} (mixed precision on CUDA)", autocast)
@@ -454,6 +461,7 @@ class _CardReader:
         )
 
     def architecture(self, data: Mapping[str, Any], task: str) -> Architecture:
+        self.known(data, "architecture", tuple(Architecture.__dataclass_fields__))
         name = self.choice(data, "name", "architecture.name", (ARCHITECTURES[task],))
         widths = self.get(data, "widths", "architecture.widths")
         lengths = (1, 8) if task == "tissue" else (2, 6)
@@ -476,6 +484,7 @@ class _CardReader:
         )
 
     def inputs(self, data: Mapping[str, Any], architecture: Architecture) -> InputSpec:
+        self.known(data, "input", ("mpp", "tile", "overlap", "context", "channel_order", "mean", "std", "stain"))
         tile = self.integer(data, "tile", "input.tile", minimum=8, maximum=8192)
         overlap = self.integer(data, "overlap", "input.overlap", minimum=0, maximum=tile - 1)
         context = self.integer(data, "context", "input.context", minimum=0, maximum=8192)
@@ -507,6 +516,7 @@ class _CardReader:
         specs = []
         for i, entry in enumerate(value):
             entry = self.section(entry, f"classes[{i}]")
+            self.known(entry, f"classes[{i}]", ("name", "color"))
             name = self.text(entry, "name", f"classes[{i}].name")
             color = self.text(entry, "color", f"classes[{i}].color")
             if not _COLOR.match(color or ""):

@@ -83,7 +83,7 @@ def shipped_model_dir(name: str, framework: str = "torch") -> Path:
     if not (directory / CARD_FILE).is_file():
         raise ModelNotFoundError(
             f"{name}: no shipped {name} model for framework {framework!r} in this installation ({directory}); "
-            f"`make models` trains and installs the shipped models, or pass a model directory"
+            f"this installation ships no trained {name} model yet: pass a model directory (save_model writes one)"
         )
     return directory
 
@@ -115,7 +115,7 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
         A model directory (``card.json`` and weights), or ``"tissue"`` / ``"cell"`` for a shipped model.
     framework : {"torch", "tf"}, optional
         For a shipped model: which one (default torch). For a directory: the framework its card
-        must name (a model is not converted here; merge/ converts checkpoints).
+        must name (a model is not converted between frameworks when loaded).
     device : {"auto", "cpu", "cuda"}
         ``"auto"`` uses a GPU when the framework sees one.
 
@@ -143,10 +143,15 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
     if framework is not None and card.framework != framework:
         raise ModelCardError(
             f"{directory / CARD_FILE}: framework: expected {framework!r} (as asked), got {card.framework!r}; "
-            f"convert the checkpoint with merge/ to run it in another framework"
+            f"load it with framework={card.framework!r} (a model is not converted between frameworks when loaded)"
+        )
+    adapter = backend_class(card.framework)
+    if card.weights is not None and not card.weights.file.endswith(adapter.weights_suffix):
+        raise ModelCardError(
+            f"{directory / CARD_FILE}: weights.file: expected a {adapter.weights_suffix} file for framework "
+            f"{card.framework!r}, got {card.weights.file}; the card's framework and its weights disagree"
         )
     weights = card.check_weights(directory)
-    adapter = backend_class(card.framework)
     resolved = adapter.resolve_device(device)
     key = (str(directory.resolve()), card.digest(), card.framework, resolved)
     cached = _PROCESS_MODELS.get(key)
@@ -231,6 +236,14 @@ def _check_model_folder(folder: Path) -> None:
         )
 
 
+def _share_like(path: Path, reference: Path) -> None:
+    """Give ``path`` the permissions of ``reference`` (a file written with the usual umask): safetensors
+    writes 0600, and a model directory a lab shares must be readable like the card beside it."""
+    import stat
+
+    os.chmod(path, stat.S_IMODE(os.stat(reference).st_mode))
+
+
 def save_model(model: Model, directory: Any) -> str:
     """Write ``model`` as a model directory (card and weights), atomically; returns the directory.
 
@@ -255,6 +268,7 @@ def save_model(model: Model, directory: Any) -> str:
         model.backend.save_weights(str(temporary / file))
         card = model.card.replace(weights=WeightsSpec(file, file_sha256(temporary / file)))
         card.save(temporary / CARD_FILE)
+        _share_like(temporary / file, temporary / CARD_FILE)
     model.card = card
     model.directory = str(target)
     return str(target)

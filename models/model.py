@@ -111,14 +111,15 @@ class Model:
             raise ModelInputError(f"images: expected dtype uint8 ({expected}), got {images.dtype}")
         if images.ndim != 4:
             hint = " (one image? pass images[None])" if images.ndim == 3 else ""
-            raise ModelInputError(f"images: expected 4 dimensions {expected}, got shape {images.shape}{hint}")
+            raise ModelInputError(f"images: expected 4 dimensions: {expected}, got shape {images.shape}{hint}")
         if images.shape[3] != 3:
             raise ModelInputError(f"images: expected 3 channels (RGB) in {expected}, got {images.shape[3]} "
                                   f"(shape {images.shape})")
         if images.shape[1:3] != (size, size):
             raise ModelInputError(
                 f"images: expected tiles of {size} x {size} px (card {self.card.name!r}: tile {self.card.input.tile}"
-                f" + 2 x context {self.card.input.context}), got {images.shape[2]} x {images.shape[1]}"
+                f" + 2 x context {self.card.input.context}), got width {images.shape[2]} x height {images.shape[1]} "
+                f"(shape {images.shape})"
             )
         if mpp is not None:
             value = parse_positive_float(mpp, "mpp", error=ModelInputError)

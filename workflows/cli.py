@@ -6,6 +6,7 @@ Exit statuses:
 - ``0``: done.
 - ``2``: a usage error (argparse) or a :class:`~slidescope.wsi.errors.SlideError` (a slide that
   cannot be read, a bad parameter, an output that may not be written): one line on stderr.
+- ``130`` (128 + SIGINT): interrupted (Ctrl-C); one line on stderr, no traceback.
 - ``141`` (128 + SIGPIPE): stdout was closed early (``slidescope info X | head -1``); nothing is
   printed, as a program killed by SIGPIPE would do.
 
@@ -24,17 +25,22 @@ from slidescope.wsi.errors import SlideError
 
 from .commands import FAMILIES
 
-__all__ = ["main", "build_parser", "EXIT_ERROR", "EXIT_BROKEN_PIPE"]
+__all__ = ["main", "build_parser", "EXIT_ERROR", "EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED"]
 
 #: Exit status of a reported error (the same as argparse's usage errors).
 EXIT_ERROR = 2
+#: Exit status after Ctrl-C, as the shell reports a SIGINT death.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 #: Exit status when the reader of stdout went away, as the shell reports a SIGPIPE death.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The root parser with every command family's subcommands."""
+    from slidescope.wsi.version import slidescope_version
+
     parser = argparse.ArgumentParser(prog="slidescope", description="Whole-slide pathology image pipeline.")
+    parser.add_argument("--version", action="version", version=f"slidescope {slidescope_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
         family.register(commands)
@@ -65,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlideError as exc:
         print(f"slidescope {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: one line, as for errors; outputs are staged, never half-written
+        print(f"slidescope {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return status
 
 

@@ -44,6 +44,8 @@ __all__ = [
     "PREDICTION_TABLE",
     "HEATMAP_PNG",
     "CAM_STORE",
+    "PREDICTION_MANIFEST",
+    "KINDS_BY_NAME",
     "writing_all",
 ]
 
@@ -130,9 +132,24 @@ PNG_MASK = OutputKind(
     "an 8-bit greyscale PNG mask", _is_png_mask, suffixes=(".png",),
     suffix_note="a mask is binary and stays lossless: JPEG would blur its edges into grey",
 )
-def _is_png(path: Path) -> bool:
+def _listed_in_manifest(path: Path) -> bool:
+    """Whether the prediction manifest beside ``path`` lists it among its outputs."""
+    from .predict import read_manifest
+
+    manifest = read_manifest(path.parent)
+    return manifest is not None and path.name in manifest.get("outputs", ())
+
+
+def _is_predicted_png(path: Path) -> bool:
+    """A PNG that the prediction manifest beside it lists (a PNG carries no mark of its own)."""
     with open(path, "rb") as stream:
-        return stream.read(8) == _PNG_SIGNATURE
+        return stream.read(8) == _PNG_SIGNATURE and _listed_in_manifest(path)
+
+
+def _is_manifest(path: Path) -> bool:
+    from .predict import read_manifest
+
+    return path.name == "prediction.json" and read_manifest(path.parent) is not None
 
 
 def _is_prediction_table(path: Path) -> bool:
@@ -162,10 +179,15 @@ def _is_cam_store(path: Path) -> bool:
 
 #: The tables ``slidescope predict`` writes (``tiles.parquet``, ``cells.parquet``).
 PREDICTION_TABLE = OutputKind("a slidescope prediction table (Parquet)", _is_prediction_table)
-#: The heatmap picture ``slidescope predict`` writes (any PNG is taken as a previous one).
-HEATMAP_PNG = OutputKind("a PNG image", _is_png, suffixes=(".png",))
+#: The heatmap picture ``slidescope predict`` writes (its own when the folder's manifest lists it).
+HEATMAP_PNG = OutputKind("a slidescope heatmap PNG", _is_predicted_png, suffixes=(".png",))
+#: The manifest ``slidescope predict`` writes beside its outputs.
+PREDICTION_MANIFEST = OutputKind("a slidescope prediction manifest", _is_manifest)
 #: The class activation maps ``slidescope predict`` writes: a zarr folder.
 CAM_STORE = OutputKind("a slidescope CAM zarr store", _is_cam_store, replace_other=False, folder=True)
+#: The kind of each file ``slidescope predict`` writes, by its name in the output folder.
+KINDS_BY_NAME = {"tiles.parquet": PREDICTION_TABLE, "cells.parquet": PREDICTION_TABLE, "heatmap.png": HEATMAP_PNG,
+                 "cam.zarr": CAM_STORE, "prediction.json": PREDICTION_MANIFEST}
 #: What ``slidescope tile`` writes.
 TILE_PLAN = OutputKind("a slidescope tile plan (Parquet)", _is_tile_plan)
 #: What ``slidescope synth`` writes: an existing slide only with ``--overwrite``, never another file.

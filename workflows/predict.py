@@ -7,6 +7,9 @@ directory and loads once per process.
 Outputs, all written together (each file staged beside its target and renamed into place only
 once every one is complete):
 
+- both: ``prediction.json``, the manifest (slide path, size and mpp; model name, task, framework
+  and card sha256; the options; the outputs; tile and nucleus counts; timings; slidescope version
+  and date), written last;
 - tissue model: ``tiles.parquet`` (the plan's columns, ``l0_x, l0_y, l0_width, l0_height`` among
   them, plus ``prob_<class>`` for every class), ``heatmap.png`` (the cascade class's probability
   over the thumbnail), ``cam.zarr`` (a zarr v3 group with one float32 array per class: the
@@ -20,6 +23,7 @@ once every one is complete):
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +37,35 @@ import pandas as pd
 
 from slidescope.wsi import Slide, open_slide
 
-__all__ = ["PredictResult", "predict_slide", "TABLE_METADATA_KEY", "CAM_ATTRIBUTE", "HEATMAP_MAX_EDGE"]
+__all__ = ["PredictResult", "predict_slide", "output_names", "read_manifest", "TABLE_METADATA_KEY", "CAM_ATTRIBUTE",
+           "MANIFEST", "MANIFEST_KEY", "HEATMAP_MAX_EDGE"]
 
 #: Parquet schema-metadata key that marks the tables ``predict`` writes (the output guard looks for it).
 TABLE_METADATA_KEY = b"slidescope.predict"
 #: Attribute of the ``cam.zarr`` group that marks it as this command's output.
 CAM_ATTRIBUTE = "slidescope_cam"
+#: The file that says what a prediction folder holds: slide, model, options, outputs, figures.
+MANIFEST = "prediction.json"
+#: Key that marks :data:`MANIFEST` as this command's own.
+MANIFEST_KEY = "slidescope_prediction"
 #: Longest side of the stitched heatmap and CAM canvases, in pixels.
 HEATMAP_MAX_EDGE = 4096
+
+
+def output_names(task: str) -> tuple[str, ...]:
+    """The files a prediction of ``task`` writes into its folder, the manifest last."""
+    names = ("tiles.parquet", "heatmap.png", "cam.zarr") if task == "tissue" else ("cells.parquet", "tiles.parquet")
+    return (*names, MANIFEST)
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest of a prediction folder, or None when there is none or it is not this command's."""
+    try:
+        with open(Path(os.fspath(folder)) / MANIFEST, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get(MANIFEST_KEY) == 1 else None
 
 
 @dataclass
@@ -100,6 +125,11 @@ def _write_table(frame: pd.DataFrame, path: Path, info: dict[str, Any]) -> None:
     pq.write_table(table, path)
 
 
+def _write_manifest(path: Path, manifest: dict[str, Any], paths: dict[str, Path]) -> None:
+    data = {**manifest, "outputs": [p.name for p in paths.values()]}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _write_png(image: np.ndarray, path: Path) -> None:
     import cv2
 
@@ -123,6 +153,26 @@ def _stitched(plan: Any, scale: Any, values: np.ndarray, tile_ids: np.ndarray, o
     from slidescope.tiling import stitch
 
     return np.asarray(stitch(plan, scale, values, tile_ids=tile_ids, out_mpp=out_mpp))
+
+
+def _manifest(model: Any, slide: Slide, seconds: dict[str, float], options: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest records of this run (outputs and counts are added by the writers)."""
+    import datetime
+
+    from slidescope.wsi.version import slidescope_version
+
+    card = model.card
+    return {
+        MANIFEST_KEY: 1,
+        "slide": {"path": os.path.realpath(slide.path) if os.path.exists(slide.path) else slide.path,
+                  "dimensions": list(slide.dimensions), "mpp": list(slide.mpp) if slide.mpp else None},
+        "model": {"name": card.name, "version": card.version, "task": card.task, "framework": card.framework,
+                  "card_sha256": card.digest(), "directory": model.directory, "device": model.device},
+        "options": options,
+        "seconds": dict(seconds),
+        "slidescope_version": slidescope_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 @contextmanager
@@ -197,17 +247,20 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
         seconds["inference"] = time.perf_counter() - start
         staged = atomic_paths if write is None else write
         start = time.perf_counter()
+        manifest = _manifest(model, opened, seconds, {
+            "batch_size": batch_size, "workers": workers, "min_tissue": min_tissue, "mask_mpp": mask_mpp,
+            "method": method, "slide_mpp": slide_mpp, "backend": backend})
         if card.task == "tissue":
-            written = _tissue_outputs(model, opened, plan, tiles, results, folder, info, staged, overlay)
+            written = _tissue_outputs(model, opened, plan, tiles, results, folder, info, staged, overlay, manifest)
             nuclei = None
         else:
-            written, nuclei = _cell_outputs(model, opened, plan, tiles, results, folder, info, staged)
+            written, nuclei = _cell_outputs(model, opened, plan, tiles, results, folder, info, staged, manifest)
         seconds["outputs"] = time.perf_counter() - start
     return PredictResult(card.task, written, len(tiles), nuclei, seconds)
 
 
 def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, results: pd.DataFrame, folder: Path,
-                    info: dict[str, Any], staged: Any, overlay: Any) -> dict[str, str]:
+                    info: dict[str, Any], staged: Any, overlay: Any, manifest: dict[str, Any]) -> dict[str, str]:
     from slidescope.models.architectures import feature_stride
 
     card = model.card
@@ -216,7 +269,11 @@ def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, resu
     ids = results.tile_id.to_numpy(np.int64)
     cams = (np.stack(results.cam.to_list()).astype(np.float32) if len(results)
             else np.zeros((0, 1, 1, len(probs)), np.float32))
-    cam_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * feature_stride(card.architecture))
+    # the CAM's own resolution: a tile of `size` px becomes ceil(size / 2) px at each stride-2 block
+    side = card.input.size
+    for _ in range(int(math.log2(feature_stride(card.architecture)))):
+        side = -(-side // 2)
+    cam_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * card.input.size / side)
     cam_canvas = _stitched(plan, card.task, cams, ids, cam_mpp)
     if cam_canvas.ndim == 2:
         cam_canvas = cam_canvas[..., None]
@@ -224,16 +281,18 @@ def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, resu
     cascade = f"prob_{card.cascade_class}"
     heatmap = _stitched(plan, card.task, results[cascade].to_numpy(np.float32), ids, heat_mpp)
     picture = overlay(slide, heatmap, vmin=0.0, vmax=1.0)
-    paths = {"tiles": folder / "tiles.parquet", "heatmap": folder / "heatmap.png", "cam": folder / "cam.zarr"}
-    with staged(list(paths.values())) as (tiles_tmp, heatmap_tmp, cam_tmp):
+    paths = {"tiles": folder / "tiles.parquet", "heatmap": folder / "heatmap.png", "cam": folder / "cam.zarr",
+             "manifest": folder / MANIFEST}
+    with staged(list(paths.values())) as (tiles_tmp, heatmap_tmp, cam_tmp, manifest_tmp):
         _write_table(table, tiles_tmp, {**info, "table": "tiles"})
         _write_png(picture, heatmap_tmp)
         _write_cams(cam_canvas, card.class_names, cam_mpp, cam_tmp, info)
+        _write_manifest(manifest_tmp, {**manifest, "cam_mpp": cam_mpp, "tiles": len(table)}, paths)
     return {key: str(path) for key, path in paths.items()}
 
 
 def _cell_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, results: pd.DataFrame, folder: Path,
-                  info: dict[str, Any], staged: Any) -> tuple[dict[str, str], int]:
+                  info: dict[str, Any], staged: Any, manifest: dict[str, Any]) -> tuple[dict[str, str], int]:
     from slidescope.models.peaks import deduplicate, to_level0
 
     card = model.card
@@ -251,13 +310,15 @@ def _cell_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, result
     min_distance = card.thresholds["min_distance_um"] / float(min(plan.slide.mpp))
     kept = deduplicate(located, tiles, min_distance_l0=min_distance)
     cells = kept[["l0_x", "l0_y", "type", "score", "tile_id"]].reset_index(drop=True)
+    cells["type"] = cells["type"].astype(str)  # the same column type when there are no nuclei
     owned = pd.crosstab(cells.tile_id, pd.Categorical(cells.type, categories=list(names)), dropna=False)
     owned = owned.reindex(index=tiles.tile_id, fill_value=0)
     table = tiles.reset_index(drop=True).copy()
     for name in names:
         table[f"count_{name}"] = owned[name].to_numpy(np.int64) if name in owned else np.zeros(len(table), np.int64)
-    paths = {"cells": folder / "cells.parquet", "tiles": folder / "tiles.parquet"}
-    with staged(list(paths.values())) as (cells_tmp, tiles_tmp):
+    paths = {"cells": folder / "cells.parquet", "tiles": folder / "tiles.parquet", "manifest": folder / MANIFEST}
+    with staged(list(paths.values())) as (cells_tmp, tiles_tmp, manifest_tmp):
         _write_table(cells, cells_tmp, {**info, "table": "cells"})
         _write_table(table, tiles_tmp, {**info, "table": "tiles"})
+        _write_manifest(manifest_tmp, {**manifest, "tiles": len(table), "nuclei": len(cells)}, paths)
     return {key: str(path) for key, path in paths.items()}, len(cells)

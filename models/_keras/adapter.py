@@ -103,7 +103,8 @@ class KerasBackend(ModelBackend):
         _, tf = import_keras()
         gpu = bool(tf.config.list_physical_devices("GPU"))
         if device == "cuda" and not gpu:
-            raise FrameworkError("device 'cuda': TensorFlow sees no GPU (tensorflow-cpu, or no CUDA device)")
+            raise FrameworkError("device 'cuda': TensorFlow sees no GPU (tensorflow-cpu, no driver, or CUDA_VISIBLE_DEVICES "
+                                 "hides it); use device 'cpu' or 'auto'")
         return "cuda" if gpu else "cpu"
 
     # -- weights ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -136,3 +137,16 @@ def test_digest_changes_with_the_contract():
     card = ModelCard.new("tissue")
     assert card.digest() == ModelCard.from_dict(card.to_dict()).digest()
     assert card.digest() != card.replace(thresholds={"cascade_probability": 0.7}).digest()
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d.update(notes="from the lab"), "notes"),
+    (lambda d: d["input"].update(mmp=0.5), "input.mmp"),
+    (lambda d: d["architecture"].update(width=[8]), "architecture.width"),
+    (lambda d: d["classes"][0].update(colour="#000000"), "classes[0].colour"),
+])
+def test_unknown_keys_are_refused_not_dropped(tmp_path, edit, key):
+    path = tmp_path / CARD_FILE
+    path.write_text(json.dumps(_broken(edit)))
+    with pytest.raises(ModelCardError, match=re.escape(f"{key}: unknown key; expected only")):
+        ModelCard.load(path)

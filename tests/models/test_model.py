@@ -55,7 +55,7 @@ def tiles(count: int = 3, size: int = 64) -> np.ndarray:
     (np.zeros((2, 64, 64, 3), np.float32), "expected dtype uint8"),
     (np.zeros((64, 64, 3), np.uint8), r"pass images\[None\]"),
     (np.zeros((2, 64, 64, 4), np.uint8), "expected 3 channels"),
-    (np.zeros((2, 128, 128, 3), np.uint8), "expected tiles of 64 x 64 px .* got 128 x 128"),
+    (np.zeros((2, 128, 128, 3), np.uint8), "expected tiles of 64 x 64 px .* got width 128 x height 128"),
 ])
 def test_input_checks_say_expected_and_got(tissue_model, images, expected):
     with pytest.raises(ModelInputError, match=expected):
@@ -169,7 +169,7 @@ def test_shipped_models_are_found_by_name_or_say_how_to_get_them():
     try:
         model = load_model("tissue", device="cpu")
     except ModelNotFoundError as exc:
-        assert "make models" in str(exc)
+        assert "pass a model directory" in str(exc)
     else:
         assert model.card.task == "tissue"
 
@@ -180,3 +180,24 @@ def test_importing_models_loads_no_framework():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_saved_weights_are_readable_like_the_card(tissue_model, tmp_path):
+    import stat
+
+    directory = save_model(tissue_model, tmp_path / "shared-model")
+    mode = {name: stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) for name in os.listdir(directory)}
+    assert mode["weights.safetensors"] == mode["card.json"]
+
+
+def test_a_card_whose_framework_disagrees_with_its_weights(tissue_model, tmp_path):
+    import json
+
+    directory = save_model(tissue_model, tmp_path / "m")
+    card = json.loads(open(os.path.join(directory, "card.json")).read())
+    card["framework"] = "tf"
+    with open(os.path.join(directory, "card.json"), "w") as stream:
+        json.dump(card, stream)
+    pytest.importorskip("keras")
+    with pytest.raises(ModelCardError, match="weights.file: expected a .weights.h5 file for framework 'tf'"):
+        load_model(directory)

@@ -139,3 +139,51 @@ def test_an_output_folder_that_is_a_file_is_one_line(small_slide, tissue_dir, tm
     assert err.count("\n") == 0 and str(target) in err
     assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(tmp_path / "a" / "b")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_manifest_records_the_run(small_slide, tissue_dir, tmp_path):
+    import json
+    import os
+
+    out = tmp_path / "run"
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out), "--min-tissue", "0.3"]) == 0
+    manifest = json.loads((out / "prediction.json").read_text())
+    assert manifest["slide"]["path"] == os.path.realpath(small_slide)
+    assert manifest["model"]["task"] == "tissue" and len(manifest["model"]["card_sha256"]) == 64
+    assert manifest["options"]["min_tissue"] == 0.3
+    assert manifest["outputs"] == ["tiles.parquet", "heatmap.png", "cam.zarr", "prediction.json"]
+    assert manifest["tiles"] == len(pd.read_parquet(out / "tiles.parquet"))
+    assert sorted(os.listdir(out)) == sorted(manifest["outputs"])
+
+
+def test_two_runs_never_mix_in_one_folder(small_slide, tissue_dir, cell_dir, tmp_path, capsys):
+    out = tmp_path / "shared"
+    assert main(["predict", str(cell_dir), str(small_slide), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out)]) == 2
+    assert "holds the predictions of model 'test-cell'" in capsys.readouterr().err
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out), "--overwrite"]) == 0
+    import os
+
+    assert sorted(os.listdir(out)) == ["cam.zarr", "heatmap.png", "prediction.json", "tiles.parquet"]  # cells gone
+
+
+def test_a_stranger_png_needs_overwrite(small_slide, tissue_dir, tmp_path, capsys):
+    import cv2
+
+    out = tmp_path / "pictures"
+    out.mkdir()
+    cv2.imwrite(str(out / "heatmap.png"), np.zeros((5, 5, 3), np.uint8))
+    before = (out / "heatmap.png").read_bytes()
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "heatmap.png").read_bytes() == before
+
+
+def test_a_failed_run_creates_no_folder_and_model_folders_are_refused(small_slide, tissue_dir, cell_dir, tmp_path,
+                                                                        capsys):
+    out = tmp_path / "never"
+    assert main(["predict", str(tissue_dir), str(tmp_path / "missing.svs"), "--out", str(out)]) == 2
+    assert not out.exists()
+    assert main(["predict", str(tissue_dir), str(small_slide), "--out", str(cell_dir)]) == 2
+    assert "is a model directory" in capsys.readouterr().err
