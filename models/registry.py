@@ -8,20 +8,36 @@ time a model of its framework is built or loaded.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import FrameworkError
 
 if TYPE_CHECKING:
     from .backend import ModelBackend
+    from .trainer import Trainer
 
-__all__ = ["ADAPTERS", "backend_class"]
+__all__ = ["ADAPTERS", "TRAINERS", "backend_class", "trainer_class"]
 
 #: framework -> (module, class, the package to install when it is missing).
 ADAPTERS = {
     "torch": ("slidescope.models._torch.adapter", "TorchBackend", "torch==2.13.0 (make install)"),
     "tf": ("slidescope.models._keras.adapter", "KerasBackend", "tensorflow-cpu and keras>=3 (make install)"),
 }
+
+#: framework -> (module, class) of its trainer.
+TRAINERS = {
+    "torch": ("slidescope.models._torch.training", "TorchTrainer"),
+    "tf": ("slidescope.models._keras.training", "KerasTrainer"),
+}
+
+
+def _import(framework: str, module_name: str, class_name: str) -> Any:
+    install = ADAPTERS[framework][2]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FrameworkError(f"framework {framework!r}: cannot import {exc.name or exc}; install {install}") from exc
+    return getattr(module, class_name)
 
 
 def backend_class(framework: str) -> "type[ModelBackend]":
@@ -34,9 +50,12 @@ def backend_class(framework: str) -> "type[ModelBackend]":
     """
     if framework not in ADAPTERS:
         raise FrameworkError(f"framework: expected one of {', '.join(ADAPTERS)}, got {framework!r}")
-    module_name, class_name, install = ADAPTERS[framework]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FrameworkError(f"framework {framework!r}: cannot import {exc.name or exc}; install {install}") from exc
-    return getattr(module, class_name)
+    module_name, class_name, _ = ADAPTERS[framework]
+    return _import(framework, module_name, class_name)
+
+
+def trainer_class(framework: str) -> "type[Trainer]":
+    """The trainer class of ``framework``, importing it now (see :func:`backend_class`)."""
+    if framework not in TRAINERS:
+        raise FrameworkError(f"framework: expected one of {', '.join(TRAINERS)}, got {framework!r}")
+    return _import(framework, *TRAINERS[framework])
