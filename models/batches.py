@@ -156,12 +156,12 @@ class BatchMaker:
         heatmaps = np.empty((len(rows), self.size, self.size), np.float32)
         types = np.empty((len(rows), self.size, self.size), np.int64)
         for i, row in enumerate(rows.itertuples(index=False)):
-            points, kinds = self._tile_points(row)
+            points, kinds = self.tile_points(row)
             images[i], points = augmentation.apply(images[i], rng, points)
             heatmaps[i], types[i] = render_targets(points, kinds, self.size, self.sigma, self.radius)
         return {"images": images, "heatmap": heatmaps, "types": types}
 
-    def _tile_points(self, row: Any) -> tuple[np.ndarray, np.ndarray]:
+    def tile_points(self, row: Any) -> tuple[np.ndarray, np.ndarray]:
         """The nuclei in (or within reach of) a tile, in tile pixel coordinates."""
         xy, kinds = self.nuclei.get(row.slide, (np.zeros((0, 2)), np.zeros(0, np.int64)))
         per_px_x, per_px_y = row.read_w / self.size, row.read_h / self.size

@@ -11,6 +11,8 @@ command line reports each as one line, and a leaf also subclasses the builtin a 
 - :class:`FrameworkError`: the framework a card needs is not installed, or is configured in a way
   the model cannot run on (Keras on another backend, CUDA asked for where there is none).
 - :class:`ModelWeightsError`: a weights file that cannot be read or does not fit the architecture.
+- :class:`AnnotationError`: a training-annotation file (QuPath GeoJSON) that is missing, is not
+  JSON, or holds a feature that cannot be a label (the message names the file and the feature index).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from slidescope.wsi.errors import SlideError
 
 __all__ = ["ModelError", "ModelCardError", "ModelNotFoundError", "ModelInputError", "FrameworkError",
-           "ModelWeightsError"]
+           "ModelWeightsError", "AnnotationError"]
 
 
 class ModelError(SlideError):
@@ -43,3 +45,11 @@ class FrameworkError(ModelError, RuntimeError):
 
 class ModelWeightsError(ModelError, OSError):
     """A weights file that cannot be read, or whose tensors do not fit the architecture."""
+
+
+class AnnotationError(ModelError):
+    """An annotation file (QuPath GeoJSON) that cannot be read, or a feature in it that cannot be a label.
+
+    The message names the file and, for a bad feature, its index in the file
+    (``slide.geojson: feature 3: ...``).
+    """

@@ -172,30 +172,47 @@ def _generated_labels(path: str, slide: Any, card: ModelCard, min_tissue: float
     return tiles, (truth.nuclei_xy.astype(np.float64), kinds)
 
 
+def _inside_regions(regions: Sequence[Any], points: np.ndarray) -> np.ndarray:
+    """Whether each point lies inside some region (classified or not), holes excluded."""
+    from matplotlib.path import Path as Polygon  # a well-kept point-in-polygon test
+
+    inside = np.zeros(len(points), bool)
+    for region in regions:
+        here = Polygon(region.exterior).contains_points(points)
+        for hole in region.holes:
+            here &= ~Polygon(hole).contains_points(points)
+        inside |= here
+    return inside
+
+
 def _annotated_labels(path: str, geojson: Path, slide: Any, card: ModelCard, min_tissue: float,
                       unlabelled_as: str | None) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray] | None]:
     from .annotations import read_geojson, tile_labels
 
-    annotations = read_geojson(geojson, classes=card.class_names)
+    from .errors import AnnotationError
+
+    # Region classes are checked by the tile labelling (tissue model), point classes below (cell
+    # model): a file may also hold objects of the other kind, with classes this model never sees.
+    annotations = read_geojson(geojson)
     tiles = _slide_tiles(slide, card, plan_with_mask=True, min_tissue=min_tissue)
     boxes = tiles[["l0_x", "l0_y", "l0_width", "l0_height"]].to_numpy(np.int64)
     if card.task == "tissue":
         tiles["label"] = tile_labels(annotations, boxes, card.class_names, unlabelled_as=unlabelled_as)
         return tiles[tiles.label >= 0].reset_index(drop=True), None
-    points = annotations.points
+    points = annotations.points[annotations.points.cls.notna()]  # unclassified points label nothing
+    unknown = points[~points.cls.isin(card.class_names)]
+    if len(unknown):
+        raise AnnotationError(f"{geojson}: feature {int(unknown.feature.iloc[0])}: unknown nucleus class "
+                              f"{unknown.cls.iloc[0]!r}; the cell model's types are {', '.join(card.class_names)} "
+                              f"(pass --classes with the names used in QuPath)")
     xy = points[["x", "y"]].to_numpy(np.float64)
     kinds = np.array([card.class_names.index(c) for c in points.cls], np.int64)
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     if annotations.regions:
-        from .annotations import region_fractions
-
-        covered = region_fractions(annotations, np.column_stack([centres - 0.5, np.ones((len(boxes), 2))]).astype(np.int64),
-                                   sorted({r.cls for r in annotations.regions if r.cls is not None}) or ["_"])
-        keep = covered.sum(axis=1) > 0
+        keep = _inside_regions(annotations.regions, centres)
     else:
-        inside = [((xy[:, 0] >= x) & (xy[:, 0] < x + w) & (xy[:, 1] >= y) & (xy[:, 1] < y + h)).any()
-                  for x, y, w, h in boxes]
-        keep = np.asarray(inside, bool)
+        keep = np.array([((xy[:, 0] >= x) & (xy[:, 0] < x + w) & (xy[:, 1] >= y) & (xy[:, 1] < y + h)).any()
+                         for x, y, w, h in boxes], bool)
     tiles = tiles[keep].reset_index(drop=True)
     tiles["label"] = 0
     return tiles, (xy, kinds)

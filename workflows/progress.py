@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["tile_progress", "terminal_bar"]
+__all__ = ["tile_progress", "terminal_bar", "training_bar"]
 
 
 @contextmanager
@@ -47,5 +47,26 @@ def terminal_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
 
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+@contextmanager
+def training_bar(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A rich progress bar of training steps on stderr (epoch, loss, tiles/s) when ``enabled``, else None."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} tiles/s"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=None, epoch="-", loss=float("nan"), rate=0.0)
+
+        def report(state: dict[str, Any]) -> None:
+            bar.update(task, completed=state["step"], total=state["steps"],
+                       epoch=f"{state['epoch']}/{state['epochs']}", loss=state["loss"], rate=state["tiles_per_second"])
 
         yield report

@@ -66,6 +66,7 @@ class SlideModel:
     fibre_angle: float  # degrees, main stroma fibre direction
     texture_seed: int
     nuclei: Nuclei
+    stain_shift: float = 0.0  # 0 (none) to 1: strength of the other-lab stain colours (see the renderer)
 
     @property
     def n_pens(self) -> int:
@@ -230,11 +231,20 @@ def _pen_fields(
     return fields, tints
 
 
-def _make_nuclei(rng: np.random.Generator, model: SlideModel, tumour: bool) -> Nuclei:
-    """Poisson candidates thinned by the density of the region each falls in."""
+def _make_nuclei(
+    rng: np.random.Generator, model: SlideModel, tumour: bool, scale: float = 1.0, density: float = 1.0
+) -> Nuclei:
+    """Poisson candidates thinned by the density of the region each falls in.
+
+    ``density`` multiplies the expected number of candidates (so of nuclei of every type, per
+    area); ``scale`` multiplies both semi-axes. At 1.0 neither touches the arithmetic, so the
+    default draws are those of before the options existed."""
     w, h, mpp = model.width, model.height, model.scale_mpp
     d_max = max(sum(_DENSITY_STROMA.values()), sum(_DENSITY_TUMOUR.values()) if tumour else 0.0)
-    n = int(rng.poisson(d_max * w * h * mpp * mpp / 1e6))
+    expected = d_max * w * h * mpp * mpp / 1e6
+    if density != 1.0:
+        expected *= density
+    n = int(rng.poisson(expected))
     xy = np.round(rng.uniform((0.0, 0.0), (w - 1.0, h - 1.0), (n, 2)) * 16.0) / 16.0
     pix = np.floor(xy + 0.5).astype(np.int64)
     vals = sample_points(model, pix[:, 0], pix[:, 1], slice(CH_TISSUE, CH_TUMOUR + 1))
@@ -256,6 +266,8 @@ def _make_nuclei(rng: np.random.Generator, model: SlideModel, tumour: bool) -> N
     for code, ((a_lo, a_hi), (r_lo, r_hi), rgb, sd) in _SHAPE.items():
         sel = kind == code
         major = (a_lo + (a_hi - a_lo) * major_u[sel]) / mpp
+        if scale != 1.0:
+            major = major * scale
         axes[sel, 0] = major
         axes[sel, 1] = major * (r_lo + (r_hi - r_lo) * ratio_u[sel])
         colour[sel] = np.asarray(rgb) + sd * jitter[sel]
@@ -280,11 +292,17 @@ def build_model(
     pen_marks: bool,
     mpp: float | None,
     tissue_fraction: float | None = None,
+    stain_shift: float = 0.0,
+    nucleus_scale: float = 1.0,
+    nucleus_density: float = 1.0,
 ) -> SlideModel:
     """Build the procedural model of one slide (cheap: the grid has ~1024 cells on its long side).
 
     ``tissue_fraction`` in (0, 1] fixes the share of the slide that is tissue; None draws it
-    from the seed (36-50 %)."""
+    from the seed (36-50 %). ``stain_shift`` (0-1) is kept for the renderer; ``nucleus_scale``
+    multiplies nucleus semi-axes and ``nucleus_density`` the nuclei per area. None of the three
+    touches the fields (tissue, tumour, pen, stain), so the truth masks of a seed never change;
+    ``nucleus_scale`` keeps the nuclei table (centres, types) too, ``nucleus_density`` redraws it."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_tissue, rng_tumour, rng_pen, rng_stain, rng_nuclei, rng_texture = streams
     grid_ds = max(1, math.ceil(max(width, height) / MODEL_GRID_LONG_SIDE))
@@ -307,8 +325,9 @@ def build_model(
         texture_seed=int(rng_texture.integers(0, 2**31 - 1)),
         nuclei=Nuclei(np.zeros((0, 2)), np.zeros(0, np.int16), np.zeros((0, 2), np.float32),
                       np.zeros(0, np.float32), np.zeros((0, 3), np.uint8)),
+        stain_shift=float(stain_shift),
     )
-    nuclei = _make_nuclei(rng_nuclei, model, tumour)
+    nuclei = _make_nuclei(rng_nuclei, model, tumour, nucleus_scale, nucleus_density)
     return SlideModel(**{**model.__dict__, "nuclei": nuclei})
 
 

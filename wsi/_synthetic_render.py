@@ -6,6 +6,13 @@ epithelium, haematoxylin-dark nuclei (``cv2.ellipse``) and translucent pen ink. 
 depends only on its absolute position, so tiles of any size join without seams. Textures are
 small periodic arrays addressed by absolute coordinates, which keeps memory flat however large
 the slide is.
+
+``model.stain_shift`` (0 to 1) repaints the slide as another lab's H&E would look: each stain
+colour the renderer uses (the stroma and epithelium palette, every nucleus colour) is unmixed by
+Beer-Lambert colour deconvolution into haematoxylin, eosin and a residual, and remixed with the
+haematoxylin vector turned towards blue/violet (and stronger), the eosin vector towards orange
+(and paler), both by the strength. Glass and pen ink are not stain and stay as they are; at 0 the
+palette is the original one, untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +32,38 @@ _STROMA_DEEP = np.array([212.0, 112.0, 168.0], dtype=np.float32)
 _TUMOUR_PALE = np.array([222.0, 168.0, 210.0], dtype=np.float32)
 _TUMOUR_DEEP = np.array([172.0, 100.0, 166.0], dtype=np.float32)
 _BUCKET = 256  # level-0 pixels per side of a nucleus-index bucket
+
+# Stain optical-density vectors (rows: haematoxylin, eosin, residual; columns R, G, B): Ruifrok &
+# Johnston's H&E(DAB) vectors, as skimage.color uses. The shifted lab's vectors at full strength:
+# haematoxylin absorbing more red (bluer), eosin absorbing blue too (orange); the residual keeps
+# whatever of the palette is not H or E. Gains scale the stain amounts at full strength.
+_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_STAINS_SHIFTED = np.array([[0.78, 0.60, 0.18], [0.03, 0.80, 0.60], [0.27, 0.57, 0.78]])
+_STAIN_GAINS_SHIFTED = np.array([1.25, 0.80, 1.0])
+
+
+def shift_stains(rgb: np.ndarray, strength: float) -> np.ndarray:
+    """RGB colours ``(..., 3)`` as stained by the shifted lab at ``strength`` in [0, 1] -> float64 RGB.
+
+    Beer-Lambert: optical density ``-ln(rgb / 255)`` is unmixed into stain amounts with
+    :data:`_STAINS`, the amounts are scaled by the gains and remixed with the stain vectors moved
+    towards :data:`_STAINS_SHIFTED` (renormalised), all linearly in ``strength``; 0 returns the
+    colours unchanged (as float64). White stays white (no stain, no optical density).
+    """
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if strength == 0:
+        return rgb.copy()
+    od = -np.log(np.clip(rgb, 1.0, 255.0) / 255.0)
+    amounts = od @ np.linalg.inv(_STAINS)
+    vectors = (1.0 - strength) * _STAINS + strength * _STAINS_SHIFTED
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gains = 1.0 + strength * (_STAIN_GAINS_SHIFTED - 1.0)
+    return np.clip(255.0 * np.exp(-(amounts * gains) @ vectors), 0.0, 255.0)
+
+
+def _palette(colour: np.ndarray, strength: float) -> np.ndarray:
+    """A float32 palette colour under the stain shift (the constant itself when there is none)."""
+    return colour if strength == 0 else shift_stains(colour, strength).astype(np.float32)
 
 
 def _fibre_texture(rng: np.random.Generator, scale_mpp: float, angle_deg: float) -> np.ndarray:
@@ -68,7 +107,8 @@ class _NucleusIndex:
         self.cy16 = np.round(nuc.xy[:, 1] * 16).astype(np.int64)
         self.ax16 = np.maximum(np.round(nuc.axes * 16), 1).astype(np.int64)
         self.angle = nuc.angle.astype(np.float64)
-        self.colour = nuc.colour.astype(np.int64)
+        colour = nuc.colour if model.stain_shift == 0 else np.round(shift_stains(nuc.colour, model.stain_shift))
+        self.colour = colour.astype(np.int64)
 
     def query(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Indices (ascending, i.e. drawing order) of nuclei whose centre bucket may reach the box."""
@@ -94,6 +134,9 @@ class TileRenderer:
         self.noise = rng.standard_normal((_NOISE_PERIOD, _NOISE_PERIOD)).astype(np.float32)
         self.fibre = _fibre_texture(rng, model.scale_mpp, model.fibre_angle)
         self.nuclei = _NucleusIndex(model)
+        shift = model.stain_shift
+        self.stroma_pale, self.stroma_deep = _palette(_STROMA_PALE, shift), _palette(_STROMA_DEEP, shift)
+        self.tumour_pale, self.tumour_deep = _palette(_TUMOUR_PALE, shift), _palette(_TUMOUR_DEEP, shift)
 
     def render(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """RGB uint8 ``(h, w, 3)`` image of the level-0 box at ``(x0, y0)`` (may extend past the slide)."""
@@ -120,10 +163,10 @@ class TileRenderer:
         f = sample_grid(model, xs, ys, slice(CH_TISSUE, CH_STAIN + 1))
         fibre = _periodic(self.fibre, int(xs[0]), int(ys[0]), xs.size, ys.size)
         eosin = np.clip(0.52 + 0.15 * fibre + 0.10 * f[..., CH_STAIN] + 0.04 * noise, 0.0, 1.0)[..., None]
-        stroma = _STROMA_PALE + eosin * (_STROMA_DEEP - _STROMA_PALE)
+        stroma = self.stroma_pale + eosin * (self.stroma_deep - self.stroma_pale)
         tumour = f[..., CH_TUMOUR] > 0.5
         if tumour.any():
-            epithelium = _TUMOUR_PALE + eosin * (_TUMOUR_DEEP - _TUMOUR_PALE)
+            epithelium = self.tumour_pale + eosin * (self.tumour_deep - self.tumour_pale)
             stroma = np.where(tumour[..., None], epithelium, stroma)
         if state > 0:
             return stroma

@@ -13,6 +13,12 @@ lymphocytes); optionally tumour regions inside the tissue with denser, larger, d
 purple epithelium; optionally blue / green / black pen strokes crossing tissue and background.
 Physical sizes (nuclei, fibres) follow ``mpp``; the layout (blobs, strokes) follows the slide size.
 
+Domain shift (slides that look as if from another lab): ``stain_shift`` in [0, 1] recolours the
+stains (haematoxylin bluer and stronger, eosin more orange and paler, by Beer-Lambert colour
+deconvolution of the palette; glass and ink unchanged), ``nucleus_scale`` multiplies nucleus
+sizes and ``nucleus_density`` the number of nuclei per area. Their defaults change nothing (same
+bytes as before they existed); the truth masks of a seed never depend on them.
+
 Everything is a function of ``seed`` (``numpy.random.SeedSequence``); the same arguments give the
 same bytes. Generation is streamed tile by tile: memory stays bounded by a row of tiles whatever
 the slide size, and reduced levels are exact 4x4 area averages of level 0.
@@ -56,15 +62,20 @@ __all__ = [
     "MAX_SIZE",
     "MASK_MPP",
     "NOMINAL_MPP",
+    "MAX_NUCLEUS_SCALE",
+    "MAX_NUCLEUS_DENSITY",
 ]
 
 FORMATS = ("aperio", "generic-tiff")
 MIN_SIZE = 64  # smallest width/height accepted, in level-0 pixels
 MAX_SIZE = 2**18  # largest width/height accepted (beyond any real scan)
 MASK_MPP = 8.0  # nominal microns per pixel of the ground-truth masks
+MAX_NUCLEUS_SCALE = 4.0  # largest nucleus_scale accepted
+MAX_NUCLEUS_DENSITY = 8.0  # largest nucleus_density accepted
 TRUTH_SUFFIX = ".truth.npz"
 _TRUTH_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps keep the truth file byte-identical per seed
+_NO_SHIFT = {"stain_shift": 0.0, "nucleus_scale": 1.0, "nucleus_density": 1.0}  # and files without them
 
 
 class SyntheticSlideError(SlideError):
@@ -105,6 +116,9 @@ class GroundTruth:
         Level-0 pixels per mask pixel along each axis.
     dimensions : tuple[int, int]
         Level-0 ``(width, height)`` of the slide.
+    stain_shift, nucleus_scale, nucleus_density : float
+        The domain-shift options the slide was made with (0, 1 and 1, i.e. none, for a file
+        that does not record them).
     """
 
     tissue_mask: np.ndarray
@@ -116,6 +130,9 @@ class GroundTruth:
     pen_mask: np.ndarray
     mask_downsample: int
     dimensions: tuple[int, int]
+    stain_shift: float = 0.0
+    nucleus_scale: float = 1.0
+    nucleus_density: float = 1.0
 
 
 def truth_path_for(slide_path: str | PathLike[str]) -> Path:
@@ -138,6 +155,16 @@ def _int_arg(name: str, value: object, lo: int, hi: int, extra: str = "") -> int
 def _positive_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise SyntheticSlideError(f"make_slide: {name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _real_in(name: str, value: object, lo: float, hi: float, lo_open: bool) -> float:
+    """A finite real number in ``(lo, hi]`` (``lo_open``) or ``[lo, hi]``; bools and strings refused."""
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (lo < value if lo_open else lo <= value) and value <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise SyntheticSlideError(f"make_slide: {name}: expected a number in {interval}, got {value!r}")
     return float(value)
 
 
@@ -164,6 +191,9 @@ def make_slide(
     objective_power: float = 40,
     format: str = "aperio",
     tissue_fraction: float | None = None,
+    stain_shift: float | None = None,
+    nucleus_scale: float = 1.0,
+    nucleus_density: float = 1.0,
 ) -> SyntheticSlide:
     """Write a synthetic pyramidal slide and its ground truth.
 
@@ -192,6 +222,20 @@ def make_slide(
         Share of the slide covered by tissue, in (0, 1]; 1 makes a slide that is all tissue
         (benchmarks). None (the default) draws it from the seed (about 36-50 %), exactly as before
         the option existed: the same seed gives the same bytes.
+    stain_shift : float or None
+        Domain shift of the stain colours, in [0, 1]: as another lab's H&E, haematoxylin bluer
+        and stronger, eosin more orange and paler (Beer-Lambert colour deconvolution of every
+        stain colour painted; glass and pen ink unchanged). None or 0 (the default): no shift.
+    nucleus_scale : float
+        Multiplies the size of every nucleus, in (0, MAX_NUCLEUS_SCALE]; centres and types stay
+        those of the unscaled slide of the same seed.
+    nucleus_density : float
+        Multiplies the number of nuclei per area (every type), in (0, MAX_NUCLEUS_DENSITY]; the
+        nuclei are redrawn, the tissue and tumour layout is kept.
+
+        With all three at their defaults the bytes are those of a slide made without them; any
+        other value is recorded in the ground truth (:class:`GroundTruth` ``stain_shift`` ...),
+        and the masks never depend on them.
 
     Returns
     -------
@@ -222,6 +266,9 @@ def make_slide(
                 f"make_slide: tissue_fraction: expected a number in (0, 1] or None, got {tissue_fraction!r}"
             )
         tissue_fraction = float(tissue_fraction)
+    stain_shift = 0.0 if stain_shift is None else _real_in("stain_shift", stain_shift, 0.0, 1.0, lo_open=False)
+    nucleus_scale = _real_in("nucleus_scale", nucleus_scale, 0.0, MAX_NUCLEUS_SCALE, lo_open=True)
+    nucleus_density = _real_in("nucleus_density", nucleus_density, 0.0, MAX_NUCLEUS_DENSITY, lo_open=True)
     if format not in FORMATS:
         raise SyntheticSlideError(f"make_slide: format: expected one of {FORMATS}, got {format!r}")
     path = Path(path)
@@ -232,7 +279,8 @@ def make_slide(
         raise SyntheticSlideError(f"make_slide: path: expected a slide name not ending in {TRUTH_SUFFIX}, got {path}")
 
     model = build_model(width, height, seed, tumour=tumour, pen_marks=pen_marks, mpp=mpp,
-                        tissue_fraction=tissue_fraction)
+                        tissue_fraction=tissue_fraction, stain_shift=stain_shift,
+                        nucleus_scale=nucleus_scale, nucleus_density=nucleus_density)
     mask_ds = max(1, round(MASK_MPP / model.scale_mpp))
     tissue, tumour_mask, pen = truth_masks(model, mask_ds)
     arrays = {
@@ -249,6 +297,9 @@ def make_slide(
         "seed": np.int64(seed),
         "slide_mpp": np.float64(np.nan if mpp is None else mpp),
     }
+    shift = {"stain_shift": stain_shift, "nucleus_scale": nucleus_scale, "nucleus_density": nucleus_density}
+    if shift != _NO_SHIFT:  # recorded only when used: the default truth file keeps its bytes
+        arrays.update({name: np.float64(value) for name, value in shift.items()})
 
     opts = WriteOptions(format, tile_size, quality, mpp, objective_power, path.stem, seed)
     renderer = TileRenderer(model)
@@ -293,6 +344,7 @@ def load_truth(slide_path: str | PathLike[str]) -> GroundTruth:
                 pen_mask=npz["pen_mask"].astype(bool),
                 mask_downsample=int(npz["mask_downsample"]),
                 dimensions=(width, height),
+                **{name: float(npz[name]) if name in npz.files else default for name, default in _NO_SHIFT.items()},
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         if isinstance(exc, SlideError):

@@ -405,3 +405,143 @@ def test_tissue_fraction_out_of_range_raises(tmp_path: Path, bad: object) -> Non
         make_slide(tmp_path / "bad.svs", 256, 256, tissue_fraction=bad)
     assert repr(bad) in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- domain shift
+
+
+def _shifted(folder: Path, name: str, **kwargs) -> tuple[GroundTruth, np.ndarray]:
+    """A 512 x 512 slide (seed 4 unless given) in its own sub-folder: its truth and level-0 pixels."""
+    (folder / name).mkdir()
+    args = {"seed": 4, **kwargs}
+    slide = make_slide(folder / name / "s.svs", 512, 512, **args)
+    with openslide.OpenSlide(str(slide.path)) as s:
+        return load_truth(slide.path), _level(s).astype(np.float64)
+
+
+def _assert_same_truth(a: GroundTruth, b: GroundTruth, nuclei: bool = True) -> None:
+    for name in ("tissue_mask", "tumour_mask", "pen_mask"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.mask_downsample, a.mask_mpp, a.dimensions) == (b.mask_downsample, b.mask_mpp, b.dimensions)
+    if nuclei:
+        np.testing.assert_array_equal(a.nuclei_xy, b.nuclei_xy)
+        np.testing.assert_array_equal(a.nuclei_type, b.nuclei_type)
+
+
+def test_domain_shift_defaults_are_the_old_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    default = make_slide(tmp_path / "a" / "s.svs", 512, 384, seed=4, pen_marks=True)
+    explicit = make_slide(tmp_path / "b" / "s.svs", 512, 384, seed=4, pen_marks=True,
+                          stain_shift=None, nucleus_scale=1.0, nucleus_density=1.0)
+    zero = make_slide(tmp_path / "c" / "s.svs", 512, 384, seed=4, pen_marks=True,
+                      stain_shift=0, nucleus_scale=1, nucleus_density=1)
+    for other in (explicit, zero):
+        assert default.path.read_bytes() == other.path.read_bytes()
+        assert default.truth_path.read_bytes() == other.truth_path.read_bytes()
+    with np.load(default.truth_path, allow_pickle=False) as npz:
+        assert not {"stain_shift", "nucleus_scale", "nucleus_density"} & set(npz.files)  # old layout
+    truth = load_truth(default.path)
+    assert (truth.stain_shift, truth.nucleus_scale, truth.nucleus_density) == (0.0, 1.0, 1.0)
+
+
+def test_domain_shift_is_recorded_in_the_truth(tmp_path: Path) -> None:
+    slide = make_slide(tmp_path / "s.svs", 256, 256, seed=2, stain_shift=0.25, nucleus_scale=1.25)
+    truth = load_truth(slide.path)
+    assert (truth.stain_shift, truth.nucleus_scale, truth.nucleus_density) == (0.25, 1.25, 1.0)
+
+
+def test_shift_stains_keeps_white_and_is_identity_at_zero() -> None:
+    from slidescope.wsi._synthetic_render import shift_stains
+
+    colours = np.array([[255.0, 255.0, 255.0], [212.0, 112.0, 168.0], [46.0, 26.0, 96.0]])
+    np.testing.assert_array_equal(shift_stains(colours, 0.0), colours)
+    shifted = shift_stains(colours, 1.0)
+    np.testing.assert_allclose(shifted[0], 255.0)  # no stain, no optical density
+    assert shifted[1, 2] < colours[1, 2] - 20  # eosin absorbs blue: orange
+    assert shifted[2, 0] < colours[2, 0] - 10  # haematoxylin absorbs red: bluer
+
+
+def test_stain_shift_recolours_tissue_not_glass_nor_truth(tmp_path: Path) -> None:
+    base_truth, base = _shifted(tmp_path, "base")
+    half_truth, half = _shifted(tmp_path, "half", stain_shift=0.5)
+    full_truth, full = _shifted(tmp_path, "full", stain_shift=1.0)
+    _assert_same_truth(base_truth, half_truth)
+    _assert_same_truth(base_truth, full_truth)
+    assert full_truth.stain_shift == 1.0
+
+    stroma = base_truth.tissue_mask & ~base_truth.tumour_mask
+    glass = ~base_truth.tissue_mask
+    assert stroma.sum() > 20 and glass.sum() > 20
+    b, h, f = (_cell_pixels(img, base_truth) for img in (base, half, full))
+    assert np.abs(f[glass] - b[glass]).mean(axis=0).max() < 1.5  # glass stays near white
+    # eosin more orange: less blue in the stroma, the more so the stronger the shift
+    blue = [img[stroma][:, 2].mean() for img in (b, h, f)]
+    assert blue[0] - blue[1] > 7 and blue[1] - blue[2] > 5
+    # haematoxylin bluer: nucleus centres lose red, gain blue relative to red
+    xy = np.floor(base_truth.nuclei_xy + 0.5).astype(int)
+    nb, nf = base[xy[:, 1], xy[:, 0]], full[xy[:, 1], xy[:, 0]]
+    assert nb[:, 0].mean() - nf[:, 0].mean() > 15
+    assert (nf[:, 2] / nf[:, 0]).mean() > (nb[:, 2] / nb[:, 0]).mean() + 0.3
+    assert (nf[:, 1] < 150).mean() > 0.95  # still haematoxylin-dark
+
+
+def _dark_pixels(pixels: np.ndarray) -> int:
+    return int((pixels[..., 1] < 95).sum())  # nuclei: stroma and epithelium are never this dark in green
+
+
+def test_nucleus_scale_grows_nuclei_in_place(tmp_path: Path) -> None:
+    kwargs = {"tissue_fraction": 1.0, "mpp": 0.5}
+    base_truth, base = _shifted(tmp_path, "base", **kwargs)
+    big_truth, big = _shifted(tmp_path, "big", nucleus_scale=1.5, **kwargs)
+    small_truth, small = _shifted(tmp_path, "small", nucleus_scale=0.5, **kwargs)
+    _assert_same_truth(base_truth, big_truth)  # same centres and types: only the sizes change
+    _assert_same_truth(base_truth, small_truth)
+    assert base_truth.nuclei_xy.shape[0] > 50
+    per_nucleus = [_dark_pixels(img) / base_truth.nuclei_xy.shape[0] for img in (small, base, big)]
+    assert per_nucleus[2] > 1.6 * per_nucleus[1]  # area ~ scale**2 = 2.25, less overlap and edges
+    assert per_nucleus[0] < 0.4 * per_nucleus[1]  # ~ 0.25
+    xy = np.floor(small_truth.nuclei_xy + 0.5).astype(int)
+    assert (small[xy[:, 1], xy[:, 0], 1] < 150).mean() > 0.9  # even small nuclei are painted at their centres
+
+
+def test_nucleus_density_multiplies_the_count(tmp_path: Path) -> None:
+    kwargs = {"tissue_fraction": 1.0, "mpp": 1.0}  # 0.26 mm^2 of tissue: ~600 nuclei
+    base_truth, _ = _shifted(tmp_path, "base", **kwargs)
+    dense_truth, dense = _shifted(tmp_path, "dense", nucleus_density=1.5, **kwargs)
+    sparse_truth, _ = _shifted(tmp_path, "sparse", nucleus_density=0.5, **kwargs)
+    _assert_same_truth(base_truth, dense_truth, nuclei=False)  # the layout is kept
+    n = base_truth.nuclei_xy.shape[0]
+    assert n > 300
+    assert abs(dense_truth.nuclei_xy.shape[0] / n - 1.5) < 0.2 * 1.5
+    assert abs(sparse_truth.nuclei_xy.shape[0] / n - 0.5) < 0.2 * 0.5
+    assert set(np.unique(dense_truth.nuclei_type)) == set(np.unique(base_truth.nuclei_type)) == {0, 1, 2}
+    # still exact: each type is that of the region the renderer paints at its centre, painted dark
+    from slidescope.wsi._synthetic_model import CH_TISSUE, CH_TUMOUR, build_model, sample_points
+
+    model = build_model(512, 512, 4, tumour=True, pen_marks=False, mpp=1.0, tissue_fraction=1.0, nucleus_density=1.5)
+    np.testing.assert_array_equal(model.nuclei.xy, dense_truth.nuclei_xy)
+    xy = np.floor(dense_truth.nuclei_xy + 0.5).astype(int)
+    fields = sample_points(model, xy[:, 0], xy[:, 1], slice(CH_TISSUE, CH_TUMOUR + 1))
+    assert (fields[:, 0] > 0.5).all()
+    in_tumour = fields[:, 1] > 0.5
+    assert (dense_truth.nuclei_type[in_tumour] != 0).all() and (dense_truth.nuclei_type[~in_tumour] != 1).all()
+    assert (dense[xy[:, 1], xy[:, 0], 1] < 150).mean() > 0.9
+
+
+@pytest.mark.parametrize("name", ["stain_shift", "nucleus_scale", "nucleus_density"])
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "1", 9.0])
+def test_domain_shift_bad_values_raise(tmp_path: Path, name: str, bad: object) -> None:
+    with pytest.raises(SyntheticSlideError, match=name) as info:
+        make_slide(tmp_path / "bad.svs", 256, 256, **{name: bad})
+    assert repr(bad) in str(info.value) and isinstance(info.value, ValueError)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["nucleus_scale", "nucleus_density"])
+@pytest.mark.parametrize("bad", [0, 0.0, None])
+def test_nucleus_options_must_be_positive(tmp_path: Path, name: str, bad: object) -> None:
+    with pytest.raises(SyntheticSlideError, match=name):
+        make_slide(tmp_path / "bad.svs", 256, 256, **{name: bad})
+    assert list(tmp_path.iterdir()) == []

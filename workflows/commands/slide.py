@@ -9,16 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from slidescope.wsi.validation import parse_int
+from slidescope.wsi.validation import parse_int, parse_positive_float
 
-from ._options import MPP, SEED, add_overwrite_option, add_slide_argument, add_slide_options, option_type
+from ._options import FRACTION, MPP, SEED, add_overwrite_option, add_slide_argument, add_slide_options, option_type
 
-__all__ = ["register", "SYNTH_EDGE_RANGE"]
+__all__ = ["register", "SYNTH_EDGE_RANGE", "SYNTH_NUCLEUS_SCALE_MAX", "SYNTH_NUCLEUS_DENSITY_MAX"]
 
 #: Width and height ``make_slide`` accepts, in level-0 pixels (its MIN_SIZE and MAX_SIZE; a test
 #: keeps them equal). Repeated here so that building the parser does not import the generator.
 SYNTH_EDGE_RANGE = (64, 2**18)
 SYNTH_EDGE = option_type(parse_int, "slide edge", minimum=SYNTH_EDGE_RANGE[0], maximum=SYNTH_EDGE_RANGE[1])
+#: Largest ``--nucleus-scale`` and ``--nucleus-density`` (``make_slide``'s MAX_NUCLEUS_SCALE and
+#: MAX_NUCLEUS_DENSITY, repeated for the same reason).
+SYNTH_NUCLEUS_SCALE_MAX, SYNTH_NUCLEUS_DENSITY_MAX = 4.0, 8.0
+NUCLEUS_SCALE = option_type(parse_positive_float, "nucleus scale", maximum=SYNTH_NUCLEUS_SCALE_MAX)
+NUCLEUS_DENSITY = option_type(parse_positive_float, "nucleus density", maximum=SYNTH_NUCLEUS_DENSITY_MAX)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -42,7 +47,8 @@ def _synth(args: argparse.Namespace) -> int:
                                 option="out (its ground truth)")
     with slide_target.writing(), truth_target.writing():
         made = make_slide(slide_target.path, args.width, args.height, seed=args.seed, tumour=not args.no_tumour,
-                          pen_marks=args.pen_marks, mpp=args.mpp)
+                          pen_marks=args.pen_marks, mpp=args.mpp, stain_shift=args.stain_shift,
+                          nucleus_scale=args.nucleus_scale, nucleus_density=args.nucleus_density)
     print(f"wrote {made.path} ({made.width} x {made.height} px at {made.mpp} µm/px); ground truth in {made.truth_path}")
     return 0
 
@@ -64,6 +70,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--mpp", type=MPP, default=0.25, help="µm per pixel of level 0 (default 0.25)")
     synth.add_argument("--no-tumour", action="store_true", help="no tumour regions")
     synth.add_argument("--pen-marks", action="store_true", help="draw pen marks")
+    synth.add_argument("--stain-shift", type=FRACTION, default=None, metavar="X",
+                       help="domain shift: stain colours as another lab's H&E, 0 (none, the default) to 1")
+    synth.add_argument("--nucleus-scale", type=NUCLEUS_SCALE, default=1.0, metavar="X",
+                       help=f"domain shift: multiply nucleus sizes, > 0 and at most {SYNTH_NUCLEUS_SCALE_MAX:g} "
+                            "(default 1)")
+    synth.add_argument("--nucleus-density", type=NUCLEUS_DENSITY, default=1.0, metavar="X",
+                       help=f"domain shift: multiply nuclei per area, > 0 and at most {SYNTH_NUCLEUS_DENSITY_MAX:g} "
+                            "(default 1)")
     add_overwrite_option(synth, "an existing slide (and its ground truth); a file that is not a slide is never "
                                 "replaced")
     synth.set_defaults(run=_synth)
