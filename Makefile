@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.slidescope-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean models
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/read.py
 	$(BIN)/python bench/tiling.py --setup-peer
+	$(BIN)/python bench/models.py
+
+# Trains the shipped models from generated slides (seeded; about an hour on 2 CPU cores) into
+# models/shipped/; the demo and the tests need none of this.
+models: $(STAMP)
+	$(BIN)/python -m slidescope.models.recipes --work build/models
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

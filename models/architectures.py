@@ -118,7 +118,7 @@ def default_architecture(task: str, framework: str) -> Architecture:
     epsilon, padding = (1e-5, "symmetric") if framework == "torch" else (1e-3, "tf_same")
     if task == "tissue":
         return Architecture("tissue_fcn", (16, 32, 64, 128), 2, 3, epsilon, 0.1, padding)
-    return Architecture("cell_unet", (16, 32, 64), 2, 3, epsilon, 0.1, padding)
+    return Architecture("cell_unet", (8, 16, 32), 2, 3, epsilon, 0.1, padding)
 
 
 def _conv_block(prefix: str, in_channels: int, width: int, arch: Architecture, first_stride: int) -> list[LayerSpec]:

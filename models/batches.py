@@ -80,6 +80,9 @@ class BatchMaker:
         Class-balanced sampling of training batches.
     steps : int, optional
         Batches per training epoch (default: tiles // batch_size).
+    crop : int, optional
+        Training batches: a random ``crop`` px window of each augmented tile (the models are fully
+        convolutional; smaller windows make steps cheaper). Validation batches keep whole tiles.
     """
 
     task: str
@@ -95,6 +98,7 @@ class BatchMaker:
     slide_mpp: dict[str, float] = field(default_factory=dict)
     balanced: bool = True
     steps: int | None = None
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         self._slides: dict[str, Any] = {}
@@ -149,17 +153,29 @@ class BatchMaker:
         training = key[0] != VALIDATION
         rng = np.random.default_rng([self.seed, key[0] + 1, key[1], 0xBA7C])
         augmentation = self.augmentation if training else NO_AUGMENTATION
+        side = self.crop if (training and self.crop is not None and self.crop < self.size) else self.size
+        out = np.empty((len(rows), side, side, 3), np.uint8)
         if self.task == "tissue":
             for i in range(len(images)):
-                images[i] = augmentation.apply(images[i], rng)[0]
-            return {"images": images, "labels": rows.label.to_numpy(np.int64)}
-        heatmaps = np.empty((len(rows), self.size, self.size), np.float32)
-        types = np.empty((len(rows), self.size, self.size), np.int64)
+                out[i] = self._cropped(augmentation.apply(images[i], rng)[0], None, side, rng)[0]
+            return {"images": out, "labels": rows.label.to_numpy(np.int64)}
+        heatmaps = np.empty((len(rows), side, side), np.float32)
+        types = np.empty((len(rows), side, side), np.int64)
         for i, row in enumerate(rows.itertuples(index=False)):
             points, kinds = self.tile_points(row)
-            images[i], points = augmentation.apply(images[i], rng, points)
-            heatmaps[i], types[i] = render_targets(points, kinds, self.size, self.sigma, self.radius)
-        return {"images": images, "heatmap": heatmaps, "types": types}
+            image, points = augmentation.apply(images[i], rng, points)
+            out[i], points = self._cropped(image, points, side, rng)
+            heatmaps[i], types[i] = render_targets(points, kinds, side, self.sigma, self.radius)
+        return {"images": out, "heatmap": heatmaps, "types": types}
+
+    def _cropped(self, image: np.ndarray, points: np.ndarray | None, side: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """A random ``side`` px window of ``image`` and the points moved into it (the whole tile when it fits)."""
+        if side >= image.shape[0]:
+            return image, points
+        x0, y0 = (int(v) for v in rng.integers(0, image.shape[0] - side + 1, size=2))
+        moved = None if points is None else points - (x0, y0)
+        return image[y0:y0 + side, x0:x0 + side], moved
 
     def tile_points(self, row: Any) -> tuple[np.ndarray, np.ndarray]:
         """The nuclei in (or within reach of) a tile, in tile pixel coordinates."""

@@ -41,7 +41,7 @@ from .card import FRAMEWORKS, TASKS, ModelCard
 from .errors import ModelError
 from .loaders import Loader
 from .loading import DEVICES, save_model
-from .metrics import DetectionCounts, roc_auc
+from .evaluation import evaluate
 from .model import Model
 from .registry import backend_class, trainer_class
 from .sampling import batches_per_epoch
@@ -77,6 +77,7 @@ class TrainConfig:
     min_tissue: float = 0.25
     slide_mpp: float | None = None
     max_val_tiles: int = 512
+    crop: int | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,37 +111,6 @@ def _card(config: TrainConfig, card: ModelCard | None) -> ModelCard:
     if config.classes is not None:
         classes = list(zip(config.classes, _palette(len(config.classes))))
     return ModelCard.new(config.task, config.framework, name=f"{config.task}-{config.framework}", classes=classes)
-
-
-def _validate(model: Model, maker: BatchMaker, loader: Loader) -> dict[str, float]:
-    """Validation metrics of ``model`` on every tile of ``maker`` (unaugmented)."""
-    card = model.card
-    if card.task == "tissue":
-        probs, labels = [], []
-        for batch in loader.batches(maker.validation_keys()):
-            probs.append(model.predict(batch["images"])["probs"])
-            labels.append(batch["labels"])
-        p, y = np.concatenate(probs), np.concatenate(labels)
-        cascade = card.class_names.index(card.cascade_class)
-        loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0))))
-        return {"val_loss": loss, "val_accuracy": float((p.argmax(axis=1) == y).mean()),
-                "val_auc": roc_auc(p[:, cascade], y == cascade)}
-    counts = DetectionCounts()
-    radius = 3.0 / card.input.mpp  # 3 µm
-    names = {name: k for k, name in enumerate(card.class_names)}
-    rows = maker.tiles
-    offset = 0
-    for batch in loader.batches(maker.validation_keys()):
-        found = model.detect(batch["images"])
-        for i in range(len(batch["images"])):
-            truth, kinds = maker.tile_points(rows.iloc[offset + i])
-            inside = (truth >= -0.5).all(axis=1) & (truth < maker.size - 0.5).all(axis=1)
-            mine = found[found.image == i]
-            counts.add(mine[["x", "y"]].to_numpy(np.float64), mine.type.map(names).to_numpy(),
-                       truth[inside], kinds[inside], radius)
-        offset += len(batch["images"])
-    return {"val_f1": counts.f1, "val_precision": counts.precision, "val_recall": counts.recall,
-            "val_type_accuracy": counts.type_accuracy}
 
 
 def _score(task: str, metrics: dict[str, float]) -> float:
@@ -211,7 +181,7 @@ def train(task: str, framework: str, slides: Sequence[Any], out: Any, *, val_sli
           epochs: int = 10, batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-4, workers: int = 2,
           device: str = "auto", seed: int = 0, resume: bool = False, steps_per_epoch: int | None = None,
           min_tissue: float = 0.25, slide_mpp: float | None = None, augmentation: Augmentation | None = None,
-          max_val_tiles: int = 512,
+          max_val_tiles: int = 512, crop: int | None = None,
           card: ModelCard | None = None, until_epoch: int | None = None,
           progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train a tissue or cell model and write the run folder ``out`` (see the module docstring).
@@ -229,6 +199,8 @@ def train(task: str, framework: str, slides: Sequence[Any], out: Any, *, val_sli
         The schedule spans ``epochs`` (cosine from ``lr``); batches are class-balanced and seeded.
     workers : int
         Loader worker processes (0: in this process).
+    crop : int, optional
+        Train on random ``crop`` px windows of the tiles (cheaper steps; validation sees whole tiles).
     max_val_tiles : int
         Validate on at most this many tiles of the validation slides (a seeded, fixed subset).
     resume : bool
@@ -258,7 +230,8 @@ def train(task: str, framework: str, slides: Sequence[Any], out: Any, *, val_sli
         seed=parse_non_negative_int(seed, "seed", maximum=2**31 - 1),
         steps_per_epoch=None if steps_per_epoch is None else parse_positive_int(steps_per_epoch, "steps_per_epoch"),
         min_tissue=min_tissue, slide_mpp=slide_mpp, augmentation=augmentation or Augmentation(),
-        max_val_tiles=parse_positive_int(max_val_tiles, "max_val_tiles"))
+        max_val_tiles=parse_positive_int(max_val_tiles, "max_val_tiles"),
+        crop=None if crop is None else parse_positive_int(crop, "crop", maximum=8192))
     workers = parse_non_negative_int(workers, "workers", maximum=64)
     if not config.slides:
         raise TrainingError("slides: expected at least one training slide, got none")
@@ -280,7 +253,7 @@ def _makers(config: TrainConfig, card: ModelCard, data: TrainingSet) -> tuple[Ba
               "sigma": 1.0 / card.input.mpp, "radius": 3.0 / card.input.mpp}  # 1 µm blobs, types within 3 µm
     columns = ["slide", "read_x", "read_y", "read_w", "read_h", "label"]
     train_maker = BatchMaker(tiles=data.split("train")[columns], augmentation=config.augmentation,
-                             steps=config.steps_per_epoch, **common)
+                             steps=config.steps_per_epoch, crop=config.crop, **common)
     val_tiles = data.split("val")[columns]
     if len(val_tiles) > config.max_val_tiles:  # validation every epoch stays bounded: a seeded, fixed subset
         chosen = np.random.default_rng([config.seed, 0x7A1]).choice(len(val_tiles), config.max_val_tiles, replace=False)
@@ -325,7 +298,7 @@ def _run(config: TrainConfig, card: ModelCard, data: TrainingSet, out: Path, sav
                 row["train_loss" if key == "loss" else key] = float(np.mean([entry[key] for entry in losses]))
             model = Model(card, backend, requested_device=device)
             if val_maker is not None:
-                row.update(_validate(model, val_maker, val_loader))
+                row.update(evaluate(model, val_maker, val_loader))
             history.append(row)
             score = _score(config.task, row)
             improved = score > best_score

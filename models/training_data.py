@@ -95,7 +95,7 @@ def split_slides(slides: Sequence[str], val_slides: Sequence[str] | None, seed: 
         A slide given both as training and as validation slide.
     """
     train = [os.path.realpath(s) for s in slides]
-    if val_slides:
+    if val_slides is not None and len(val_slides):
         val = [os.path.realpath(s) for s in val_slides]
         both = sorted(set(train) & set(val))
         if both:
@@ -220,7 +220,8 @@ def _annotated_labels(path: str, geojson: Path, slide: Any, card: ModelCard, min
 
 def build_training_set(card: ModelCard, slides: Sequence[str], *, val_slides: Sequence[str] | None = None,
                        annotations: str | os.PathLike[str] | None = None, unlabelled_as: str | None = None,
-                       slide_mpp: float | None = None, min_tissue: float = 0.25, seed: int = 0) -> TrainingSet:
+                       slide_mpp: float | None = None, min_tissue: float = 0.25, seed: int = 0,
+                       allow_no_training: bool = False) -> TrainingSet:
     """Tiles and labels of ``slides`` (and ``val_slides``) for ``card``'s task and scale.
 
     Raises
@@ -255,7 +256,7 @@ def build_training_set(card: ModelCard, slides: Sequence[str], *, val_slides: Se
             if slide_mpp is not None:
                 mpps[path] = slide_mpp
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not len(table) or not (table.split == "train").any():
+    if not len(table) or not (allow_no_training or (table.split == "train").any()):
         raise TrainingDataError(f"no labelled training tile in {len(train)} slide(s) ({', '.join(map(os.path.basename, train))})"
                                 f"; check the annotations, the classes and --min-tissue")
     return TrainingSet(card.task, card.class_names, table, nuclei, mpps)

@@ -26,6 +26,10 @@ CASES = [
     (["predict", "M", SLIDE, "--out", "o", "--workers"], "--workers", ["0", "inf"]),
     (["predict", "M", SLIDE, "--out", "o", "--slide-mpp"], "--slide-mpp", ["nan", "0"]),
     (["predict", "M", SLIDE, "--out", "o", "--min-tissue"], "--min-tissue", ["1.5", "nan"]),
+    (["train", "cell", "--slides", SLIDE, "--out", "o", "--epochs"], "--epochs", ["0", "nan", "1.5"]),
+    (["train", "cell", "--slides", SLIDE, "--out", "o", "--lr"], "--lr", ["0", "nan", "-1", "100"]),
+    (["train", "cell", "--slides", SLIDE, "--out", "o", "--crop"], "--crop", ["0", "inf"]),
+    (["synth", "s.svs", "--width", "512", "--height", "512", "--stain-shift"], "--stain-shift", ["nan", "1.5"]),
 ]
 
 
@@ -61,6 +65,10 @@ def test_good_numbers_are_parsed_as_numbers():
     "predict tissue S --out DIR --framework tf --batch-size 32 --workers 2 --device cpu --slide-mpp 0.25 "
     "--min-tissue 0.5 --mask-mpp 8 --method otsu --backend auto --overwrite",
     "predict models/cell-model S --out DIR",
+    "synth OUT.svs --width 20000 --height 15000 --stain-shift 0.6 --nucleus-scale 1.25 --nucleus-density 1.3",
+    "train tissue --slides a.svs b.svs --out DIR --framework tf --annotations qupath --val-slides c.svs "
+    "--classes Other Tumor --unlabelled-as Other --epochs 10 --batch-size 16 --lr 1e-3 --weight-decay 1e-4 "
+    "--steps-per-epoch 40 --crop 128 --workers 2 --device cpu --seed 0 --resume --min-tissue 0.25 --slide-mpp 0.25",
 ])
 def test_every_documented_command_and_option_still_parses(line):
     from slidescope.workflows.cli import build_parser

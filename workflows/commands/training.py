@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        workers=args.workers, device=args.device, seed=args.seed, resume=args.resume,
                        steps_per_epoch=args.steps_per_epoch, min_tissue=args.min_tissue, slide_mpp=args.slide_mpp,
-                       progress=progress)
+                       crop=args.crop, progress=progress)
     for row in result.history:
         figures = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
         print(f"epoch {int(row['epoch'])}: {figures}")
@@ -59,6 +59,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=option_type(parse_non_negative_float, "weight decay", maximum=10.0),
                         default=1e-4, help="AdamW weight decay (default 1e-4)")
     parser.add_argument("--steps-per-epoch", type=POSITIVE_INT, default=None, help="steps per epoch (default: tiles / batch size)")
+    parser.add_argument("--crop", type=POSITIVE_INT, default=None, metavar="PX",
+                        help="train on random PX windows of the tiles (faster steps; validation sees whole tiles)")
     parser.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="loader worker processes (default 2; 0: none)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--seed", type=SEED, default=0, help="seed of weights, sampling and augmentation (default 0)")

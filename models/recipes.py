@@ -1,0 +1,108 @@
+"""The recipe of the shipped models: ``make models`` (``python -m slidescope.models.recipes``).
+
+Every shipped weight is trained here, by this project's code, on slides it generates: nothing is
+downloaded. Seeded end to end (slides, initial weights, batches, augmentation), so a run on the
+same versions and the same CPU gives the same weights.
+
+1. Generate slides (``make_slide``, seeded): training slides, validation slides, test slides never
+   seen in training, and *shifted* test slides (other stain colours, larger and denser nuclei:
+   ``stain_shift``, ``nucleus_scale``, ``nucleus_density``) that look like another lab's scans.
+2. Train each model (tissue and cell, torch and tf) with :func:`~slidescope.models.training.train`.
+3. Measure the best epoch on the test and shifted slides (:func:`~slidescope.models.evaluation.evaluate_slides`)
+   and write it, with the figures in its card, to ``models/shipped/<task>-<framework>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECIPES", "SLIDES", "SHIFT", "make_slides", "make_shipped_models", "main"]
+
+#: Training settings per task (``train`` keyword arguments).
+RECIPES: dict[str, dict[str, Any]] = {
+    "tissue": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "steps_per_epoch": 40},
+    "cell": {"epochs": 8, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60, "crop": 128},
+}
+#: Generated slides: role -> (seeds, width, height).
+SLIDES = {"train": (range(0, 8), 12288, 9216), "val": (range(100, 102), 12288, 9216),
+          "test": (range(200, 204), 12288, 9216), "shifted": (range(300, 304), 12288, 9216)}
+#: The shift of the "shifted" test slides.
+SHIFT = {"stain_shift": 0.6, "nucleus_scale": 1.25, "nucleus_density": 1.3}
+
+
+def make_slides(folder: Path) -> dict[str, list[str]]:
+    """The recipe's slides in ``folder`` (made once; kept for the next run)."""
+    from slidescope.wsi.synthetic import make_slide
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, list[str]] = {}
+    for role, (seeds, width, height) in SLIDES.items():
+        options = SHIFT if role == "shifted" else {}
+        for seed in seeds:
+            path = folder / f"{role}-{seed}.svs"
+            if not path.exists():
+                make_slide(path, width, height, seed=seed, **options)
+            made.setdefault(role, []).append(str(path))
+    return made
+
+
+def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell"),
+                        frameworks: tuple[str, ...] = ("torch", "tf"), workers: int = 2,
+                        ship: bool = True, stream: Any = sys.stdout) -> dict[str, Any]:
+    """Train, measure and (``ship``) install the shipped models; returns the figures."""
+    from .evaluation import evaluate_slides
+    from .loading import SHIPPED_DIR, load_model, save_model
+    from .training import train
+
+    slides = make_slides(work / "slides")
+    report: dict[str, Any] = {}
+    for task in tasks:
+        for framework in frameworks:
+            name = f"{task}-{framework}"
+            started = time.perf_counter()
+            print(f"{name}: training on {len(slides['train'])} slides ...", file=stream, flush=True)
+            run = work / "runs" / name
+            result = train(task, framework, slides["train"], run, val_slides=slides["val"], workers=workers, seed=0,
+                           resume=(run / "state" / "state.json").exists(), **RECIPES[task])
+            trained = time.perf_counter() - started
+            model = load_model(result.model_dir, device="cpu")
+            figures = {"test": evaluate_slides(model, slides["test"]),
+                       "shifted": evaluate_slides(model, slides["shifted"])}
+            report[name] = {"best_epoch": result.best_epoch, "train_seconds": round(trained, 1), **figures}
+            print(f"{name}: best epoch {result.best_epoch} in {trained:.0f} s; test {figures['test']}; "
+                  f"shifted {figures['shifted']}", file=stream, flush=True)
+            if ship:
+                metrics = {**model.card.metrics, **{f"test_{k}": v for k, v in figures["test"].items()},
+                           **{f"shifted_{k}": v for k, v in figures["shifted"].items()}}
+                training = {**model.card.training, "recipe": RECIPES[task], "shift": SHIFT,
+                            "slides": {role: [os.path.basename(p) for p in paths] for role, paths in slides.items()}}
+                model.card = model.card.replace(name=f"slidescope-{name}", version="1.0.0", metrics=metrics,
+                                                training=training)
+                save_model(model, SHIPPED_DIR / name)
+    (work / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m slidescope.models.recipes", description=__doc__.split("\n")[0])
+    parser.add_argument("--work", default="build/models", help="slides and training runs (default build/models)")
+    parser.add_argument("--tasks", nargs="+", default=["tissue", "cell"], choices=("tissue", "cell"))
+    parser.add_argument("--frameworks", nargs="+", default=["torch", "tf"], choices=("torch", "tf"))
+    parser.add_argument("--workers", type=int, default=2, help="loader worker processes (default 2)")
+    parser.add_argument("--no-ship", action="store_true", help="train and measure only; leave models/shipped alone")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    make_shipped_models(Path(args.work), tasks=tuple(args.tasks), frameworks=tuple(args.frameworks),
+                        workers=args.workers, ship=not args.no_ship)
+    print(f"make models: done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
