@@ -22,7 +22,7 @@ Tiles come from a generated slide, ``make_slide(path, 40000, 30000, seed=0)`` (A
 0.25 µm/px; cached in ``bench/.data/``, the same file ``bench/read.py`` uses): the plan is
 ``tissue_mask`` + ``plan_tiles(slide, mask, [card.scale()])`` (tissue: 2 µm/px, 256 px; cell:
 0.5 µm/px, 256 px, overlap 32), cut to its first N tiles in raster order (tissue 128, cell 64: the
-cell U-Net runs ~5 tiles/s on one core).
+cell U-Net runs ~5-10 tiles/s on one core).
 
 Timing: one warm-up per case (a full batch for the model alone, a small ``map_batches``), then
 ``--repeat`` (5) interleaved rounds (``--cell-repeat``, 2, for the cell model): each round times
@@ -212,7 +212,8 @@ def run_task(task: str, framework: str, threads: int, slide_path: Path, n_tiles:
     median = {name: n / statistics.median(t["seconds"]) for name, t in times.items()}
     log("  " + ", ".join(f"{name} {rate:.1f}" for name, rate in best.items()) + " tiles/s")
     return {"task": task, "framework": framework, "threads": threads, "tiles": n, "batches": len(batches),
-            "batch_size": BATCH, "input_px": scale.read_size, "mpp": scale.mpp, "tiles_per_s": best,
+            "batch_size": BATCH, "input_px": scale.read_size, "mpp": scale.mpp,
+            "architecture": model.card.architecture.to_dict(), "tiles_per_s": best,
             "median_tiles_per_s": median, "timings": times, "same_work": check}
 
 
@@ -258,12 +259,16 @@ def summarise(children: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str,
         for framework in FRAMEWORKS:
             one = next(r for r in children[framework, 1]["results"] if r["task"] == task)
             two = next(r for r in children[framework, 2]["results"] if r["task"] == task)
+            if one["architecture"] != two["architecture"]:  # the code changed between the two interpreters
+                raise SystemExit(f"{task} {framework}: the 1- and 2-thread runs built different architectures "
+                                 f"({one['architecture']} vs {two['architecture']}); run again")
             rate, n = two["tiles_per_s"], two["tiles"]
             ratio = rate["map2"] / rate["alone"]
             read_ms = 1000 / rate["noop1"]
             infer_ms = 1000 / rate["alone"]
             rows.append({
                 "task": task, "framework": framework, "tiles": n, "batch_size": two["batch_size"],
+                "widths": two["architecture"]["widths"],
                 "alone_1t": one["tiles_per_s"]["alone"], "alone_2t": rate["alone"],
                 "thread_scaling": rate["alone"] / one["tiles_per_s"]["alone"],
                 "map2": rate["map2"], "map1": rate["map1"], "map2_1t": one["tiles_per_s"]["map2"],
@@ -285,10 +290,11 @@ def summarise(children: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str,
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
     print("\nModel alone: Model.predict (tissue) / detect (cell) on tiles in memory, tiles/s (best round)")
-    print(f"  {'model':<8}{'framework':<11}{'tiles':>6}{'1 thread':>10}{'2 threads':>11}{'2 / 1':>7}")
+    print(f"  {'model':<8}{'framework':<11}{'widths':<16}{'tiles':>6}{'1 thread':>10}{'2 threads':>11}{'2 / 1':>7}")
     for r in rows:
-        print(f"  {r['task']:<8}{r['framework']:<11}{r['tiles']:>6}{r['alone_1t']:>10.1f}{r['alone_2t']:>11.1f}"
-              f"{r['thread_scaling']:>7.2f}")
+        widths = "(" + ", ".join(map(str, r["widths"])) + ")"
+        print(f"  {r['task']:<8}{r['framework']:<11}{widths:<16}{r['tiles']:>6}{r['alone_1t']:>10.1f}"
+              f"{r['alone_2t']:>11.1f}{r['thread_scaling']:>7.2f}")
     print("\nmap_batches with the model (threaded scheduler, 2 intra-op threads) / the model alone, same tiles")
     print(f"  {'model':<8}{'framework':<11}{'alone':>7}{'2 workers':>11}{'ratio':>7}{'target':>8}{'verdict':>9}"
           f"{'median':>8}{'1 worker':>10}{'ratio':>7}{'2w x 1t':>9}{'ratio':>7}{'busy':>6}")

@@ -61,6 +61,7 @@ def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell
     from .training import train
 
     slides = make_slides(work / "slides")
+    (work / "runs").mkdir(exist_ok=True)
     report: dict[str, Any] = {}
     for task in tasks:
         for framework in frameworks:

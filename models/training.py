@@ -45,7 +45,7 @@ from .evaluation import evaluate
 from .model import Model
 from .registry import backend_class, trainer_class
 from .sampling import batches_per_epoch
-from .trainer import STATE_SUFFIX
+from .trainer import STATE_SUFFIX, cosine_learning_rate
 from .training_data import TrainingSet, build_training_set
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]
@@ -292,7 +292,8 @@ def _run(config: TrainConfig, card: ModelCard, data: TrainingSet, out: Path, sav
                     progress({"epoch": epoch + 1, "epochs": config.epochs, "step": len(losses), "steps": steps,
                               "loss": losses[-1]["loss"], "tiles_per_second": tiles / (time.perf_counter() - started)})
             seconds = time.perf_counter() - started
-            row: dict[str, float] = {"epoch": epoch + 1, "lr": config.lr, "seconds": round(seconds, 3),
+            lr_now = cosine_learning_rate(config.lr, trainer.step, trainer.total_steps)
+            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr_now, "seconds": round(seconds, 3),
                                      "tiles_per_second": tiles / seconds if seconds else 0.0}
             for key in losses[0]:
                 row["train_loss" if key == "loss" else key] = float(np.mean([entry[key] for entry in losses]))
