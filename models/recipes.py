@@ -31,7 +31,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 #: Generated slides: role -> (seeds, width, height).
 SLIDES = {"train": (range(0, 8), 12288, 9216), "val": (range(100, 102), 12288, 9216),
-          "test": (range(200, 204), 12288, 9216), "shifted": (range(300, 304), 12288, 9216)}
+          "test": (range(200, 206), 16384, 12288), "shifted": (range(300, 306), 16384, 12288)}
 #: The shift of the "shifted" test slides.
 SHIFT = {"stain_shift": 0.6, "nucleus_scale": 1.25, "nucleus_density": 1.3}
 

@@ -113,12 +113,15 @@ def _card(config: TrainConfig, card: ModelCard | None) -> ModelCard:
     return ModelCard.new(config.task, config.framework, name=f"{config.task}-{config.framework}", classes=classes)
 
 
-def _score(task: str, metrics: dict[str, float]) -> float:
-    """Higher is better: the validation metric, else minus the training loss."""
+def _score(task: str, metrics: dict[str, float]) -> tuple[float, float]:
+    """Higher is better: the validation metric, then the lower loss breaks ties (an AUC of 1.0 is
+    often reached early, by a model whose other outputs are still poor); without validation slides,
+    the lower training loss."""
     value = metrics.get("val_auc" if task == "tissue" else "val_f1", float("nan"))
-    if task == "tissue" and not math.isfinite(value):
-        value = metrics.get("val_accuracy", float("nan"))
-    return value if math.isfinite(value) else -metrics["train_loss"]
+    loss = metrics.get("val_loss", metrics["train_loss"])
+    if not math.isfinite(value):
+        return (-metrics["train_loss"], 0.0)
+    return (value, -loss)
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
@@ -272,12 +275,12 @@ def _run(config: TrainConfig, card: ModelCard, data: TrainingSet, out: Path, sav
     trainer = trainer_class(config.framework)(backend, lr=config.lr, weight_decay=config.weight_decay,
                                               total_steps=config.epochs * steps)
     history: list[dict[str, float]] = []
-    best_epoch, best_score, start = 0, -math.inf, 0
+    best_epoch, best_score, start = 0, (-math.inf, -math.inf), 0
     state_name = "trainer" + STATE_SUFFIX[config.framework]
     if saved is not None:
         trainer.load_state(str(out / "state" / state_name))
         history, start = saved["history"], int(saved["epochs_done"])
-        best_epoch, best_score = int(saved["best_epoch"]), float(saved["best_score"])
+        best_epoch, best_score = int(saved["best_epoch"]), tuple(saved["best_score"])
     summary = data.summary()
     last = config.epochs if until_epoch is None else min(config.epochs, parse_positive_int(until_epoch, "until_epoch"))
     pin = resolved == "cuda" and config.framework == "torch"
@@ -311,7 +314,7 @@ def _run(config: TrainConfig, card: ModelCard, data: TrainingSet, out: Path, sav
 
 
 def _write_epoch(out: Path, config: TrainConfig, card: ModelCard, backend: Any, history: list[dict[str, float]],
-                 best_epoch: int, best_score: float, summary: dict[str, Any], improved: bool, trainer: Any,
+                 best_epoch: int, best_score: tuple[float, float], summary: dict[str, Any], improved: bool, trainer: Any,
                  state_name: str, device: str) -> None:
     """The epoch's model directories, tables, plot, and last the state (each atomically)."""
     out.mkdir(exist_ok=True)
@@ -328,6 +331,6 @@ def _write_epoch(out: Path, config: TrainConfig, card: ModelCard, backend: Any, 
         temporary.mkdir()
         trainer.save_state(str(temporary / state_name))
         state = {"version": _STATE_VERSION, "config": config.to_dict(), "config_sha256": config.digest(),
-                 "epochs_done": int(row["epoch"]), "best_epoch": best_epoch, "best_score": best_score,
+                 "epochs_done": int(row["epoch"]), "best_epoch": best_epoch, "best_score": list(best_score),
                  "history": history}
         (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
