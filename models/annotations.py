@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 
 from slidescope.wsi.errors import ParameterError
-from slidescope.wsi.validation import MAX_COORDINATE, parse_fraction, parse_path, parse_positive_int
+from slidescope.wsi.validation import (MAX_COORDINATE, describe, parse_fraction, parse_path, parse_positive_int,
+                                       parse_real_array)
 
 from .errors import AnnotationError
 
@@ -84,10 +85,6 @@ _OBJECT_TYPES = {
 #: Boxes per block of the box-by-region bounding-box test (bounds its memory).
 _BLOCK_CELLS = 1 << 22
 
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -181,15 +178,15 @@ def _points_frame(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], classes: S
 
 def _parse_classes(classes: Any, what: str = "classes") -> tuple[str, ...]:
     if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
-        raise ParameterError(f"{what}: expected a sequence of class names, got {_describe(classes)}")
+        raise ParameterError(f"{what}: expected a sequence of class names, got {describe(classes)}")
     names = tuple(classes)
     if not names:
         raise ParameterError(f"{what}: expected at least one class name, got none")
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ParameterError(f"{what}: expected non-empty str class names, got {_describe(name)}")
+            raise ParameterError(f"{what}: expected non-empty str class names, got {describe(name)}")
     if len(set(names)) != len(names):
-        raise ParameterError(f"{what}: expected distinct class names, got {_describe(list(names))}")
+        raise ParameterError(f"{what}: expected distinct class names, got {describe(list(names))}")
     return names
 
 
@@ -198,7 +195,7 @@ def _parse_rename(rename: Any) -> dict[str, str | None]:
         return {}
     if not isinstance(rename, Mapping):
         raise ParameterError(f"rename: expected a dict of QuPath class name -> class name (or None), "
-                             f"got {_describe(rename)}")
+                             f"got {describe(rename)}")
     for key, value in rename.items():
         if not isinstance(key, str) or not (value is None or (isinstance(value, str) and value)):
             raise ParameterError(f"rename: expected str -> non-empty str or None, got {key!r}: {value!r}")
@@ -228,22 +225,22 @@ class _Reader:
     def feature(self, feature: Any, index: int, where: str) -> None:
         self.where = where
         if not isinstance(feature, dict):
-            raise self.fail(f"expected a GeoJSON Feature (a JSON object), got {_describe(feature)}")
+            raise self.fail(f"expected a GeoJSON Feature (a JSON object), got {describe(feature)}")
         kind = feature.get("type", "Feature")
         if kind != "Feature":
-            raise self.fail(f"expected a GeoJSON Feature, got type {_describe(kind)}")
+            raise self.fail(f"expected a GeoJSON Feature, got type {describe(kind)}")
         properties = feature.get("properties")
         if properties is None:
             properties = {}
         if not isinstance(properties, dict):
-            raise self.fail(f"expected 'properties' to be a JSON object, got {_describe(properties)}")
+            raise self.fail(f"expected 'properties' to be a JSON object, got {describe(properties)}")
         object_type = self.object_type(feature, properties)
         if object_type not in _SKIPPED_TYPES:
             self.labels(feature, properties, object_type, index)
         children = properties.get("childObjects", properties.get("children"))
         if children is not None:
             if not isinstance(children, list):
-                raise self.fail(f"expected 'childObjects' to be a list of features, got {_describe(children)}")
+                raise self.fail(f"expected 'childObjects' to be a list of features, got {describe(children)}")
             for number, child in enumerate(children):
                 self.feature(child, index, f"{where}: child {number}")
 
@@ -252,7 +249,7 @@ class _Reader:
             if key in properties:
                 name = properties[key]
                 if not isinstance(name, str):
-                    raise self.fail(f"expected '{key}' to be a string, got {_describe(name)}")
+                    raise self.fail(f"expected '{key}' to be a string, got {describe(name)}")
                 return _OBJECT_TYPES.get(name, "annotation")  # QuPath reads unknown types as annotations
         legacy = feature.get("id")
         return _OBJECT_TYPES.get(legacy, "annotation") if isinstance(legacy, str) else "annotation"
@@ -274,17 +271,17 @@ class _Reader:
         if isinstance(value, str):
             return value or None
         if not isinstance(value, dict):
-            raise self.fail(f"expected 'classification' to be an object with a 'name', got {_describe(value)}")
+            raise self.fail(f"expected 'classification' to be an object with a 'name', got {describe(value)}")
         if not value:  # QuPath's null class is written {}
             return None
         names = value.get("names")
         if names is not None:  # a derived class, 0.4+: {"names": ["Tumor", "Positive"], "color": [...]}
             if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-                raise self.fail(f"expected classification 'names' to be a list of strings, got {_describe(names)}")
+                raise self.fail(f"expected classification 'names' to be a list of strings, got {describe(names)}")
             return ": ".join(names)
         name = value.get("name")
         if not isinstance(name, str) or not name:
-            raise self.fail(f"expected a classification with a 'name' string, got {_describe(value)}")
+            raise self.fail(f"expected a classification with a 'name' string, got {describe(value)}")
         parent = value.get("parentClass")  # a derived class before 0.4: the parent serialised whole
         parent_name = self._qupath_class(parent) if parent is not None else None
         return f"{parent_name}: {name}" if parent_name else name
@@ -317,12 +314,12 @@ class _Reader:
     def geometry(self, geometry: Any, key: str) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], list[np.ndarray]]:
         """``(polygons, point arrays)`` of one GeoJSON geometry."""
         if not isinstance(geometry, dict) or not isinstance(geometry.get("type"), str):
-            raise self.fail(f"expected '{key}' to be a GeoJSON geometry with a 'type', got {_describe(geometry)}")
+            raise self.fail(f"expected '{key}' to be a GeoJSON geometry with a 'type', got {describe(geometry)}")
         kind = geometry["type"]
         if kind == "GeometryCollection":
             members = geometry.get("geometries")
             if not isinstance(members, list):
-                raise self.fail(f"expected a GeometryCollection's 'geometries' to be a list, got {_describe(members)}")
+                raise self.fail(f"expected a GeometryCollection's 'geometries' to be a list, got {describe(members)}")
             polygons: list[tuple[np.ndarray, list[np.ndarray]]] = []
             points: list[np.ndarray] = []
             for member in members:
@@ -334,7 +331,7 @@ class _Reader:
             raise self.fail(f"a {kind}: lines are not labels (a QuPath line or polyline annotation, such as "
                             f"a measurement); delete it or leave it out of the export")
         if kind not in ("Polygon", "MultiPolygon", "Point", "MultiPoint"):
-            raise self.fail(f"unsupported geometry type {_describe(kind)}; expected Polygon, MultiPolygon, "
+            raise self.fail(f"unsupported geometry type {describe(kind)}; expected Polygon, MultiPolygon, "
                             f"Point or MultiPoint")
         if "coordinates" not in geometry:
             raise self.fail(f"a {kind} without 'coordinates'")
@@ -344,18 +341,18 @@ class _Reader:
         if kind == "MultiPoint":
             if not isinstance(coordinates, list):
                 raise self.fail(f"expected a MultiPoint's coordinates to be a list of positions, "
-                                f"got {_describe(coordinates)}")
+                                f"got {describe(coordinates)}")
             return [], [self.positions(coordinates, kind)] if coordinates else []
         if kind == "Polygon":
             return [self.polygon(coordinates, kind)], []
         if not isinstance(coordinates, list) or not coordinates:
             raise self.fail(f"expected a MultiPolygon's coordinates to be a non-empty list of polygons, "
-                            f"got {_describe(coordinates)}")
+                            f"got {describe(coordinates)}")
         return [self.polygon(p, f"MultiPolygon polygon {n}") for n, p in enumerate(coordinates)], []
 
     def polygon(self, rings: Any, what: str) -> tuple[np.ndarray, list[np.ndarray]]:
         if not isinstance(rings, list) or not rings:
-            raise self.fail(f"expected the {what} to be a non-empty list of rings, got {_describe(rings)}")
+            raise self.fail(f"expected the {what} to be a non-empty list of rings, got {describe(rings)}")
         opened = []
         for number, ring in enumerate(rings):
             label = f"{what} {'exterior ring' if number == 0 else f'hole {number - 1}'}"
@@ -363,7 +360,7 @@ class _Reader:
             if len(array) > 1 and np.array_equal(array[0], array[-1]):
                 array = array[:-1]
             if not _three_distinct(array):
-                raise self.fail(f"the {label} has fewer than 3 distinct points ({_describe(ring)})")
+                raise self.fail(f"the {label} has fewer than 3 distinct points ({describe(ring)})")
             opened.append(array)
         return opened[0], opened[1:]
 
@@ -378,10 +375,10 @@ class _Reader:
         if (array is None or array.ndim != 2 or array.shape[1] not in (2, 3) or len(array) == 0
                 or array.dtype.kind not in "iuf"):
             shape = "an [x, y] position" if point else "a list of [x, y] positions"
-            raise self.fail(f"expected the {what} coordinates to be {shape} of numbers, got {_describe(value)}")
+            raise self.fail(f"expected the {what} coordinates to be {shape} of numbers, got {describe(value)}")
         array = array[:, :2].astype(np.float64)  # a third (z) coordinate is allowed by GeoJSON; QuPath has none
         if not np.all(np.isfinite(array)):
-            raise self.fail(f"expected finite {what} coordinates, got NaN or infinity in {_describe(value)}")
+            raise self.fail(f"expected finite {what} coordinates, got NaN or infinity in {describe(value)}")
         if np.abs(array).max() > MAX_COORDINATE:
             raise self.fail(f"expected {what} coordinates within ±{MAX_COORDINATE} level-0 pixels, got "
                             f"{np.abs(array).max():g}")
@@ -480,12 +477,12 @@ def read_geojson(
         features = document.get("features")
         if not isinstance(features, list):
             raise AnnotationError(f"{path}: expected the FeatureCollection's 'features' to be a list, "
-                                  f"got {_describe(features)}")
+                                  f"got {describe(features)}")
     elif isinstance(document, dict) and document.get("type") == "Feature":
         features = [document]
     else:
-        got = (f"a JSON object of type {_describe(document.get('type'))}" if isinstance(document, dict)
-               else f"{type(document).__name__} {_describe(document)}")
+        got = (f"a JSON object of type {describe(document.get('type'))}" if isinstance(document, dict)
+               else f"{type(document).__name__} {describe(document)}")
         raise AnnotationError(f"{path}: expected a GeoJSON FeatureCollection, a list of features or one "
                               f"Feature (QuPath's 'Export objects as GeoJSON'), got {got}")
 
@@ -502,18 +499,10 @@ def read_geojson(
 
 def _parse_boxes(boxes: Any, what: str = "boxes") -> np.ndarray:
     """Level-0 ``(x, y, w, h)`` boxes as ``(N, 4)`` float64 (finite, ``w, h > 0``)."""
-    if isinstance(boxes, (str, bytes)) or boxes is None:
-        raise ParameterError(f"{what}: expected (N, 4) level-0 boxes (x, y, w, h), got {_describe(boxes)}")
-    try:
-        array = np.asarray(boxes)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{what}: expected (N, 4) level-0 boxes (x, y, w, h), got {_describe(boxes)}") from None
-    if array.ndim != 2 or array.shape[1] != 4 or (array.size and array.dtype.kind not in "iuf"):
-        raise ParameterError(f"{what}: expected (N, 4) level-0 boxes (x, y, w, h) of numbers, got "
-                             f"shape {array.shape} of {array.dtype}")
+    array = parse_real_array(boxes, what, ndim=2, layout="(N, 4) of level-0 boxes (x, y, w, h)")
+    if array.shape[1] != 4:
+        raise ParameterError(f"{what}: expected (N, 4) level-0 boxes (x, y, w, h), got shape {array.shape}")
     array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ParameterError(f"{what}: expected finite numbers, got NaN or infinity")
     if array.size and np.abs(array).max() > MAX_COORDINATE:
         raise ParameterError(f"{what}: expected level-0 values within ±{MAX_COORDINATE}, got "
                              f"{np.abs(array).max():g}")
@@ -694,7 +683,7 @@ def tile_labels(
     if unlabelled_as is not None:
         if not isinstance(unlabelled_as, str) or unlabelled_as not in names:
             raise ParameterError(f"unlabelled_as: expected one of the classes ({', '.join(names)}) or None, "
-                                 f"got {_describe(unlabelled_as)}")
+                                 f"got {describe(unlabelled_as)}")
         fill = names.index(unlabelled_as)
     threshold = parse_fraction(min_fraction, "min_fraction")
     fractions = region_fractions(annotations, boxes, names, resolution=resolution)
@@ -722,7 +711,7 @@ def points_in_box(annotations: Annotations, box: Any) -> pd.DataFrame:
         file order, with a fresh index.
     """
     if isinstance(box, (str, bytes)) or np.ndim(box) != 1:
-        raise ParameterError(f"box: expected one level-0 box (x, y, w, h), got {_describe(box)}")
+        raise ParameterError(f"box: expected one level-0 box (x, y, w, h), got {describe(box)}")
     (x, y, w, h), = _parse_boxes(np.asarray(box)[None, :], "box")
     points = annotations.points
     px, py = points["x"].to_numpy(), points["y"].to_numpy()

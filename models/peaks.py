@@ -29,8 +29,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 
-from slidescope.wsi.validation import (MAX_COORDINATE, MAX_EDGE, parse_fraction, parse_non_negative_float,
-                                       parse_non_negative_int, parse_positive_float, parse_positive_int)
+from slidescope.wsi.validation import (MAX_COORDINATE, MAX_EDGE, describe, parse_fraction, parse_non_negative_float,
+                                       parse_non_negative_int, parse_positive_float, parse_positive_int,
+                                       parse_real_array)
 
 from .errors import ModelInputError
 
@@ -46,36 +47,14 @@ _TILE_COLUMNS = ("tile_id", "l0_x", "l0_y", "l0_width", "l0_height")
 _OWNERSHIP_TOLERANCE_L0 = 1e-4
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _real_array(value: Any, what: str, ndim: int, layout: str) -> np.ndarray:
-    """``value`` as a finite real numpy array of ``ndim`` dimensions (no copy when it already is one)."""
-    if isinstance(value, (str, bytes)) or value is None:
-        raise ModelInputError(f"{what}: expected a {ndim}-D array {layout}, got {_describe(value)}")
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        raise ModelInputError(f"{what}: expected a {ndim}-D array {layout}, got {_describe(value)}") from None
-    if array.dtype.kind not in "iuf":
-        raise ModelInputError(f"{what}: expected a {ndim}-D array of real numbers {layout}, got dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ModelInputError(f"{what}: expected a {ndim}-D array {layout}, got shape {array.shape}")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ModelInputError(f"{what}: expected finite values, got NaN or infinity")
-    return array
-
-
 def _type_names(type_names: Any) -> tuple[str, ...]:
     if isinstance(type_names, (str, bytes)) or not isinstance(type_names, (Sequence, np.ndarray)):
-        raise ModelInputError(f"type_names: expected a sequence of type names, got {_describe(type_names)}")
+        raise ModelInputError(f"type_names: expected a sequence of type names, got {describe(type_names)}")
     names = tuple(type_names)
     if not names or not all(isinstance(name, str) and name for name in names):
-        raise ModelInputError(f"type_names: expected one or more non-empty strings, got {_describe(type_names)}")
+        raise ModelInputError(f"type_names: expected one or more non-empty strings, got {describe(type_names)}")
     if len(set(names)) != len(names):
-        raise ModelInputError(f"type_names: expected distinct names, got {_describe(type_names)}")
+        raise ModelInputError(f"type_names: expected distinct names, got {describe(type_names)}")
     return names
 
 
@@ -142,7 +121,7 @@ def find_peaks(heatmap: Any, *, min_distance_px: float, threshold: float) -> tup
     -----
     A map without any variation (every pixel equal) has no peaks, whatever its value.
     """
-    image = _real_array(heatmap, "heatmap", 2, "(height, width)")
+    image = parse_real_array(heatmap, "heatmap", ndim=2, layout="(height, width)", error=ModelInputError)
     distance = parse_positive_float(min_distance_px, "min_distance_px", maximum=MAX_EDGE, error=ModelInputError)
     threshold = parse_fraction(threshold, "threshold", error=ModelInputError)
     if image.size == 0:
@@ -188,8 +167,8 @@ def detect(heatmaps: Any, types: Any, *, min_distance_px: float, threshold: floa
         Arrays of the wrong dimensions or disagreeing shapes, non-finite values, bad type names
         or bad numbers.
     """
-    maps = _real_array(heatmaps, "heatmaps", 3, "(images, height, width)")
-    probabilities = _real_array(types, "types", 4, "(images, height, width, types)")
+    maps = parse_real_array(heatmaps, "heatmaps", ndim=3, layout="(images, height, width)", error=ModelInputError)
+    probabilities = parse_real_array(types, "types", ndim=4, layout="(images, height, width, types)", error=ModelInputError)
     names = _type_names(type_names)
     if probabilities.shape[:3] != maps.shape:
         raise ModelInputError(f"types: expected (images, height, width) = {maps.shape} like heatmaps, "
@@ -284,14 +263,14 @@ def to_level0(detections: pd.DataFrame, boxes: Any, read_size: int) -> pd.DataFr
         image index without a box.
     """
     frame = _require_columns(detections, "detections", ("image", "x", "y"))
-    array = _real_array(boxes, "boxes", 2, "(boxes, 4) of level-0 x, y, width, height")
+    array = parse_real_array(boxes, "boxes", ndim=2, layout="(boxes, 4) of level-0 x, y, width, height", error=ModelInputError)
     if array.shape[1] != 4:
         raise ModelInputError(f"boxes: expected shape (N, 4) of level-0 x, y, width, height, got {array.shape}")
     if array.dtype.kind == "f" and not (array == np.floor(array)).all():
         raise ModelInputError("boxes: expected integer level-0 coordinates, got fractional values")
     if len(array) and (array[:, 2:] <= 0).any():
         bad = array[(array[:, 2:] <= 0).any(axis=1)][0].tolist()
-        raise ModelInputError(f"boxes: expected positive widths and heights, got the box {_describe(bad)}")
+        raise ModelInputError(f"boxes: expected positive widths and heights, got the box {describe(bad)}")
     size = parse_positive_int(read_size, "read_size", error=ModelInputError)
     image = frame["image"].to_numpy()
     if len(image) and (image.dtype.kind not in "iu" or image.min() < 0 or image.max() >= len(array)):
@@ -354,12 +333,12 @@ def deduplicate(cells: pd.DataFrame, tiles: pd.DataFrame, *, min_distance_l0: fl
     tile_ids = tiles["tile_id"].to_numpy()
     if pd.Index(tile_ids).has_duplicates:
         raise ModelInputError("tiles.tile_id: expected distinct tile ids, got duplicates "
-                              f"{_describe(sorted(set(pd.Index(tile_ids)[pd.Index(tile_ids).duplicated()].tolist())))}")
+                              f"{describe(sorted(set(pd.Index(tile_ids)[pd.Index(tile_ids).duplicated()].tolist())))}")
     position = pd.Index(tile_ids).get_indexer(cells["tile_id"])
     if (position < 0).any():
         unknown = pd.unique(cells["tile_id"][position < 0])
         raise ModelInputError(f"cells.tile_id: expected ids of tiles, got {len(unknown)} not in tiles: "
-                              f"{_describe(unknown[:10].tolist())}")
+                              f"{describe(unknown[:10].tolist())}")
     cx = _finite_column(cells, "cells", "l0_x")
     cy = _finite_column(cells, "cells", "l0_y")
     score = _finite_column(cells, "cells", "score")

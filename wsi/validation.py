@@ -39,6 +39,8 @@ __all__ = [
     "parse_locations",
     "parse_path",
     "parse_choice",
+    "parse_real_array",
+    "describe",
 ]
 
 #: Largest level-0 coordinate accepted (far beyond any scanner: 2**31 px is 500 m at 0.25 µm/px).
@@ -49,9 +51,34 @@ MAX_EDGE = 2**20
 MAX_MPP = 1e6
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for messages that say what came."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_describe = describe
+
+
+def parse_real_array(value: Any, what: str, *, ndim: int, layout: str,
+                     error: type[SlideError] = ParameterError) -> np.ndarray:
+    """``value`` as a finite real numpy array of ``ndim`` dimensions (no copy when it already is one).
+
+    ``layout`` describes the axes for messages (``"(height, width)"``).
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise error(f"{what}: expected a {ndim}-D array {layout}, got {describe(value)}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        raise error(f"{what}: expected a {ndim}-D array {layout}, got {describe(value)}") from None
+    if array.dtype.kind not in "iuf":
+        raise error(f"{what}: expected a {ndim}-D array of real numbers {layout}, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise error(f"{what}: expected a {ndim}-D array {layout}, got shape {array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise error(f"{what}: expected finite values, got NaN or infinity")
+    return array
 
 
 def parse_number(
