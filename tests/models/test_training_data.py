@@ -108,3 +108,23 @@ def test_augmented_points_follow_the_pixels():
         row, col = np.argwhere(out[..., 0] == 255)[0]
         assert (round(points[0, 0]), round(points[0, 1])) == (col, row)
     assert NO_AUGMENTATION.apply(image, np.random.default_rng(0))[0] is not None
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_the_loader_workers_make_the_same_batches(slides, framework):
+    """Spawned workers (persistent across epochs) hand over exactly the batches made in this process."""
+    pytest.importorskip("torch" if framework == "torch" else "tensorflow")
+    from slidescope.models.loaders import Loader
+
+    card = small("cell")
+    training = build_training_set(card, slides, seed=0)
+    maker = BatchMaker("cell", training.split("train"), card.input.mpp, card.input.size, 4, seed=2,
+                       augmentation=Augmentation(), nuclei=training.nuclei, steps=3)
+    with Loader(maker, framework, workers=1) as loader:
+        for epoch in (0, 1):
+            keys = maker.train_keys(epoch)
+            got = list(loader.batches(keys))
+            assert len(got) == len(keys) == 3
+            for key, batch in zip(keys, got):
+                expected = maker(key)
+                assert all(np.array_equal(np.asarray(batch[k]), expected[k]) for k in expected)
