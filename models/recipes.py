@@ -27,7 +27,7 @@ __all__ = ["RECIPES", "SLIDES", "SHIFT", "make_slides", "make_shipped_models", "
 #: Training settings per task (``train`` keyword arguments).
 RECIPES: dict[str, dict[str, Any]] = {
     "tissue": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "steps_per_epoch": 40},
-    "cell": {"epochs": 8, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60, "crop": 128},
+    "cell": {"epochs": 6, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 40},
 }
 #: Generated slides: role -> (seeds, width, height).
 SLIDES = {"train": (range(0, 8), 12288, 9216), "val": (range(100, 102), 12288, 9216),

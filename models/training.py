@@ -236,6 +236,9 @@ def train(task: str, framework: str, slides: Sequence[Any], out: Any, *, val_sli
         max_val_tiles=parse_positive_int(max_val_tiles, "max_val_tiles"),
         crop=None if crop is None else parse_positive_int(crop, "crop", maximum=8192))
     workers = parse_non_negative_int(workers, "workers", maximum=64)
+    if config.crop is not None and framework == "tf":
+        raise TrainingError("--crop: Keras models are built for the card's input size, so they train on whole tiles; "
+                            "crop windows are for torch models (leave --crop out with --framework tf)")
     if not config.slides:
         raise TrainingError("slides: expected at least one training slide, got none")
     saved = _check_run_folder(out_path, resume)

@@ -215,7 +215,8 @@ class KerasTrainer(Trainer):
         size = self.backend.card.input.size
         images = np.asarray(batch["images"])
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
-            raise ModelInputError(f"images: expected uint8 (B, {size}, {size}, 3), got {images.dtype} {images.shape}")
+            raise ModelInputError(f"images: expected uint8 (B, {size}, {size}, 3) (the card's input size: Keras models "
+                                  f"are built for it, so --crop is for torch models), got {images.dtype} {images.shape}")
         if self.backend.card.task == "tissue":
             targets = [tf.constant(np.asarray(batch["labels"], np.int64))]
         else:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..architectures import size_multiple
 from ..errors import ModelInputError, ModelWeightsError
 from ..trainer import Trainer, cosine_learning_rate
 from .adapter import TorchBackend
@@ -124,9 +125,13 @@ class TorchTrainer(Trainer):
 
     def _images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 ``(B, S, S, 3)`` -> normalised float32 NCHW on the device, exactly as :meth:`TorchBackend.run`."""
-        size = self.backend.card.input.size
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
-            raise ModelInputError(f"images: expected uint8 (B, {size}, {size}, 3), got {images.dtype} {images.shape}")
+        # Any square size the network takes (training may use crops of the card's tiles: the models
+        # are fully convolutional); the U-Net needs a multiple of its pooling factor.
+        multiple = size_multiple(self.backend.card.architecture)
+        if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]
+                or images.shape[1] % multiple):
+            raise ModelInputError(f"images: expected uint8 (B, S, S, 3) with S a multiple of {multiple}, got "
+                                  f"{images.dtype} {images.shape}")
         x = self._tensor(images)
         return (x.permute(0, 3, 1, 2).float() - self.backend._mean) / self.backend._std
 

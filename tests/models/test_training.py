@@ -53,7 +53,7 @@ def test_a_tiny_tissue_run_learns(slides, tmp_path):
 
 def test_a_tiny_cell_run_learns(slides, tmp_path):
     result = train("cell", "torch", slides, tmp_path / "run", epochs=2, batch_size=8, lr=3e-3, workers=0, seed=1,
-                   card=tiny_card("cell"), steps_per_epoch=10)
+                   card=tiny_card("cell"), steps_per_epoch=10, crop=16)  # 16 px windows of the 32 px tiles
     assert result.history[-1]["heatmap_loss"] < result.history[0]["heatmap_loss"]
     assert "val_f1" in result.history[-1]
 
@@ -82,6 +82,8 @@ def test_a_run_is_never_overwritten_and_resumes_only_itself(slides, tmp_path):
         train("tissue", "torch", slides, tmp_path / "run", **options)
     with pytest.raises(TrainingError, match="other settings .*seed"):
         train("tissue", "torch", slides, tmp_path / "run", resume=True, seed=9, **options)
+    with pytest.raises(TrainingError, match="crop windows are for torch models"):
+        train("tissue", "tf", slides, tmp_path / "tf", crop=16, **options)
     with pytest.raises(TrainingError, match="no training state"):
         train("tissue", "torch", slides, tmp_path / "new", resume=True, **options)
 
