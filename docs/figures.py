@@ -2,12 +2,12 @@
 
 Writes into ``docs/``:
 
-- ``tissue-cmu1.png``: the tissue model over CMU-1-Small-Region.svs (a real Aperio slide,
+- ``tissue-cmu1.jpg``: the tissue model over CMU-1-Small-Region.svs (a real Aperio slide,
   0.499 µm/px): left, the slide; middle, the tumour probability of each tile; right, the tumour
   class activation map (where in the tiles the evidence is).
-- ``tissue-cam-<image>.png``: the tumour activation map over real H&E pictures of the shared data
+- ``tissue-cam-<image>.jpg``: the tumour activation map over real H&E pictures of the shared data
   folder, which carry no resolution: they are read as 0.5 µm/px (a 20x scan), an assumption.
-- ``cells-<image>.png``: the cell model's nuclei (dots coloured by type) over real H&E tiles, read
+- ``cells-<image>.jpg``: the cell model's nuclei (dots coloured by type) over real H&E tiles, read
   as 0.25 µm/px (hovernet_input_image.png, a 40x crop) or 0.5 µm/px (the others).
 
 The shared data folder is ``$SLIDESCOPE_TEST_DATA`` or ``../shared/data``.
@@ -39,7 +39,11 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 def _write(name: str, rgb: np.ndarray) -> None:
-    cv2.imwrite(str(HERE / name), np.ascontiguousarray(rgb[..., ::-1]))
+    """A JPEG at most 1600 px wide (pictures to look at, kept small in the repository)."""
+    scale = min(1.0, 1600 / rgb.shape[1])
+    if scale < 1:
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(HERE / name), np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
     print(f"wrote docs/{name}")
 
 
@@ -73,7 +77,7 @@ def tissue_figures(framework: str) -> None:
         heat = cv2.imread(str(Path(folder) / "heatmap.png"))[..., ::-1]
     heat = cv2.resize(heat, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
     scaled = cam / max(1e-6, float(np.nanmax(np.abs(cam)))) * 0.5 + 0.5
-    _write("tissue-cmu1.png", np.hstack([thumb, heat, _blend(thumb, scaled)]))
+    _write("tissue-cmu1.jpg", np.hstack([thumb, heat, _blend(thumb, scaled)]))
     for name, mpp in CAM_IMAGES.items():
         if not (DATA / name).exists():
             continue
@@ -82,7 +86,7 @@ def tissue_figures(framework: str) -> None:
             predict_slide(model, from_array(image, mpp=mpp, name=name), folder, min_tissue=0.05)
             cam = zarr.open_group(str(Path(folder) / "cam.zarr"), mode="r")[cascade][...]
         scaled = cam / max(1e-6, float(np.nanmax(np.abs(cam)))) * 0.5 + 0.5
-        _write(f"tissue-cam-{Path(name).stem}.png", np.hstack([image, _blend(image, scaled)]))
+        _write(f"tissue-cam-{Path(name).stem}.jpg", np.hstack([image, _blend(image, scaled)]))
 
 
 def cell_figures(framework: str) -> None:
@@ -114,7 +118,7 @@ def cell_figures(framework: str) -> None:
                 cv2.circle(picture, (int(2 * x + 1), int(2 * y + 1)), 4, colours[row.type], -1, lineType=cv2.LINE_AA)
         counts = found.type.value_counts().to_dict()
         print(f"{name}: {len(found)} nuclei {counts}")
-        _write(f"cells-{Path(name).stem}.png", picture)
+        _write(f"cells-{Path(name).stem}.jpg", picture)
 
 
 if __name__ == "__main__":
