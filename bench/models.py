@@ -22,7 +22,7 @@ Tiles come from a generated slide, ``make_slide(path, 40000, 30000, seed=0)`` (A
 0.25 µm/px; cached in ``bench/.data/``, the same file ``bench/read.py`` uses): the plan is
 ``tissue_mask`` + ``plan_tiles(slide, mask, [card.scale()])`` (tissue: 2 µm/px, 256 px; cell:
 0.5 µm/px, 256 px, overlap 32), cut to its first N tiles in raster order (tissue 128, cell 64: the
-cell U-Net runs ~5-10 tiles/s on one core).
+cell U-Net runs ~10 tiles/s on one core).
 
 Timing: one warm-up per case (a full batch for the model alone, a small ``map_batches``), then
 ``--repeat`` (5) interleaved rounds (``--cell-repeat``, 2, for the cell model): each round times

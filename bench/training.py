@@ -1,13 +1,13 @@
 """Training loader benchmark: does the loader keep the model busy while it trains?
 
 For each model (tissue, cell) and framework (torch, tf), with the settings of the shipped-model
-recipe (``slidescope.models.recipes.RECIPES``: tissue batch 16 of whole 256 px tiles, cell batch 8
-of 128 px crops; the card's defaults; augmentation on), on three generated slides
-(``make_slide(path, 12288, 9216, seed=0..2)``, the recipe's training-slide size, cached in
-``bench/.data/``), the training set, batch makers and trainer are built as
+recipe (``slidescope.models.recipes.RECIPES``, read at run time: tissue batches of 16 and cell
+batches of 8 whole 256 px tiles, crop windows where the recipe sets them; the card's defaults;
+augmentation on), on three generated slides (``make_slide(path, 12288, 9216, seed=0..2)``, the
+recipe's training-slide size, cached in ``bench/.data/``), the training set, batch makers and trainer are built as
 :func:`slidescope.models.training.train` builds them (``build_training_set``, ``_makers``,
 ``trainer_class``), then, per round (the first ``--skip`` + ``--steps`` keys of a training
-epoch, 4 + 24 of the recipe's 40 or 60; round r takes epoch r's keys):
+epoch, 4 + 24 of the recipe's 40; round r takes epoch r's keys):
 
 1. **make**: the round's batches made with the ``BatchMaker`` in this process, one after the
    other, kept in memory: the loader's own cost, ms per tile (wall and CPU).
@@ -29,13 +29,6 @@ are separate processes on the same 2 cores. CPU time of the trainer process and 
 recorded per case, and so is the CPU other programs took meanwhile (``busy``, in cores: near 0,
 the figures are clean).
 
-Where the code refuses the recipe's cell crop, the row is timed on a stand-in and says so
-(``notes``): a trainer that refuses crop-sized batches (``ModelInputError``) is replaced by the
-trainer of a card whose tile is the crop (the same fully convolutional network, so the same cost
-per pixel), and a TensorFlow ``Loader`` whose tf.data signature refuses them by the same loader
-with the crop's size in its signature (:func:`crop_signature_loader`). Batches, workers and
-prefetching stay the real ones.
-
 Run from the repository root: ``.venv/bin/python bench/training.py [--quick] [--out FILE]``.
 The table goes to stdout, every figure to ``bench/results/training.json``. Exit status 0 (a
 report, not a gate).
@@ -44,7 +37,6 @@ report, not a gate).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -168,8 +160,6 @@ def set_threads(framework: str, threads: int) -> dict[str, int]:
 
 def setup(task: str, framework: str, paths: list[Path]) -> dict[str, Any]:
     """Training set, batch maker and trainer, as ``models.training.train`` / ``_run`` make them."""
-    from slidescope.models.card import ModelCard
-    from slidescope.models.errors import ModelInputError
     from slidescope.models.recipes import RECIPES
     from slidescope.models.registry import backend_class, trainer_class
     from slidescope.models.sampling import batches_per_epoch
@@ -185,78 +175,14 @@ def setup(task: str, framework: str, paths: list[Path]) -> dict[str, Any]:
     maker, _ = _makers(config, card, data)
     steps = batches_per_epoch(len(maker.tiles), config.batch_size, config.steps_per_epoch)
 
-    def make_trainer(on: Any) -> Any:
-        backend = backend_class(framework)(on, "cpu", config.seed)
-        return trainer_class(framework)(backend, lr=config.lr, weight_decay=config.weight_decay,
-                                        total_steps=config.epochs * steps)
-
-    notes = []
-    trainer = make_trainer(card)
-    first = maker(maker.train_keys(0)[0])
-    try:
-        trainer.train_step(first)  # also the first warm-up step (TF traces here)
-    except ModelInputError as exc:
-        if maker.crop is None:
-            raise
-        # The network is fully convolutional: a card whose tile is the crop builds the same network
-        # (same weights' shapes, same cost per pixel) and its trainer takes crop-sized batches.
-        proxy = ModelCard.new(task, framework, name=card.name, architecture=card.architecture, mpp=card.input.mpp,
-                              tile=maker.crop, overlap=min(card.input.overlap, maker.crop // 2))
-        notes.append(f"the trainer refuses {maker.crop} px crops ({exc}); timed with a trainer built on a "
-                     f"{maker.crop} px card (same network)")
-        log(f"  {notes[-1]}")
-        trainer = make_trainer(proxy)
-        trainer.train_step(first)
-    trainer.train_step(maker(maker.train_keys(0)[1]))
+    backend = backend_class(framework)(card, "cpu", config.seed)
+    trainer = trainer_class(framework)(backend, lr=config.lr, weight_decay=config.weight_decay,
+                                       total_steps=config.epochs * steps)
+    for key in maker.train_keys(0)[:2]:  # warm-up steps, untimed (TF traces its step here)
+        trainer.train_step(maker(key))
     return {"config": config, "card": card, "maker": maker, "trainer": trainer, "steps_per_epoch": steps,
-            "notes": notes, "setup_s": time.perf_counter() - started,
+            "setup_s": time.perf_counter() - started,
             "train_tiles": len(maker.tiles), "train_slides": int(data.split("train").slide.nunique())}
-
-
-def crop_signature_loader() -> type:
-    """``Loader`` whose TensorFlow signature has the crop's size (``models/loaders.py`` declares the
-    maker's tile size, so tf.data refuses cropped batches); everything else is the real loader's."""
-    from slidescope.models.loaders import Loader
-
-    class CropSignatureLoader(Loader):
-        def _tf_batches(self, keys: Any) -> Any:
-            import tensorflow as tf
-
-            side = self.maker.crop or self.maker.size
-            signature = {"images": tf.TensorSpec((None, side, side, 3), tf.uint8)}
-            if self.maker.task == "tissue":
-                signature["labels"] = tf.TensorSpec((None,), tf.int64)
-            else:
-                signature["heatmap"] = tf.TensorSpec((None, side, side), tf.float32)
-                signature["types"] = tf.TensorSpec((None, side, side), tf.int64)
-            dataset = tf.data.Dataset.from_generator(lambda: self._window(keys), output_signature=signature)
-            yield from dataset.prefetch(self.prefetch).as_numpy_iterator()
-
-    return CropSignatureLoader
-
-
-def start_loader(maker: Any, framework: str, notes: list[str]) -> Any:
-    """The real ``Loader`` (2 workers, prefetch 2), started and checked on one batch; the bench's
-    :func:`crop_signature_loader` when the real one refuses the maker's batches."""
-    from slidescope.models.loaders import Loader
-
-    key = maker.train_keys(0)[:1]
-    loader = Loader(maker, framework, WORKERS, prefetch=PREFETCH)
-    try:
-        list(loader.batches(key))
-        return loader
-    except Exception as exc:  # noqa: BLE001 - tf.errors.InvalidArgumentError and the like
-        loader.close()
-        if framework != "tf" or not maker.crop:
-            raise
-        message = " ".join(str(exc).split())
-        message = message[max(0, message.find("TypeError")):].split(" Traceback")[0]
-        notes.append(f"Loader(tf) refuses {maker.crop} px batches ({message[:200]}); "
-                     f"timed with the real loader's code and a {maker.crop} px signature (bench/training.py)")
-        log(f"  {notes[-1]}")
-        loader = crop_signature_loader()(maker, framework, WORKERS, prefetch=PREFETCH)
-        list(loader.batches(key))
-        return loader
 
 
 def one_round(keys: list[tuple[int, int]], skip: int, maker: Any, trainer: Any, loader: Any,
@@ -313,14 +239,16 @@ def one_round(keys: list[tuple[int, int]], skip: int, maker: Any, trainer: Any, 
 def child(task: str, framework: str, threads: int, args: argparse.Namespace) -> int:
     """One interpreter: threads pinned first, then one model; JSON on one stdout line."""
     applied = set_threads(framework, threads)
+    from slidescope.models.loaders import Loader
+
     made = setup(task, framework, slides())
-    maker, trainer, notes = made["maker"], made["trainer"], made["notes"]
+    maker, trainer = made["maker"], made["trainer"]
     log(f"  {task} {framework} {threads} thread(s): {made['train_tiles']} training tiles on "
         f"{made['train_slides']} slides, batch {maker.batch_size}, {maker.crop or maker.size} px, "
         f"{made['steps_per_epoch']} steps an epoch (set up in {made['setup_s']:.0f} s)")
     rounds = []
-    loader = start_loader(maker, framework, notes)  # workers persist across rounds, as across epochs in train()
-    with loader:
+    # the workers persist across rounds, as across epochs in train(); round 1's --skip covers their start-up
+    with Loader(maker, framework, WORKERS, prefetch=PREFETCH) as loader:
         for r in range(args.rounds):
             keys = maker.train_keys(r + 1)[: args.skip + args.steps]
             result = one_round(keys, args.skip, maker, trainer, loader, args.quiet_wait)
@@ -331,7 +259,7 @@ def child(task: str, framework: str, threads: int, args: argparse.Namespace) -> 
                 f"{1000 * result['make']['seconds'] / result['tiles']:.1f} ms/tile; busy "
                 f"{max(result[c]['outside_cores'] for c in ('memory', 'loader')):.2f}")
     report = {"task": task, "framework": framework, "threads": applied, "threads_asked": threads,
-              "batch_size": maker.batch_size, "tile_px": maker.size, "crop": maker.crop, "notes": notes,
+              "batch_size": maker.batch_size, "tile_px": maker.size, "crop": maker.crop,
               "train_tiles": made["train_tiles"], "train_slides": made["train_slides"],
               "steps_per_epoch": made["steps_per_epoch"], "skip": args.skip, "setup_s": made["setup_s"],
               "rounds": rounds}
@@ -378,7 +306,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     # 2 cores shared: each tile costs make_cpu (a worker) + train_ms x train_cores (the trainer) CPU ms
     two_core_bound = min(1.0, 2 * train_ms / (make_cpu_ms + train_ms * train_cores))
     chosen = rounds[i_load]["loader"]
-    return {**row, "batch_size": batch, "px": result["crop"] or result["tile_px"], "notes": result["notes"],
+    return {**row, "batch_size": batch, "px": result["crop"] or result["tile_px"],
             "train_tiles": result["train_tiles"], "steps_timed": rounds[0]["steps"], "rounds": len(rounds),
             "memory_steps_per_s": best["memory"], "loader_steps_per_s": best["loader"],
             "loader_alone_steps_per_s": best["loader_alone"],
@@ -410,16 +338,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{r['loader_tiles_per_s']:>8.1f}{r['make_ms_per_tile']:>10.1f}{r['train_ms_per_tile']:>11.1f}"
               f"{r['train_cores']:>8.2f}{r['two_core_bound']:>6.2f}{r['waiting_share']:>6.0%}"
               f"{r['loader_alone_steps_per_s']:>7.2f}{r['busy']:>6.2f}"
-              + ("  (proxy, see notes)" if r["notes"] else "") + ("" if r["same_batches"] else "  BATCHES DIFFER"))
+              + ("" if r["same_batches"] else "  BATCHES DIFFER"))
     print("\n  memory / loader = train_step steps/s over the steady part of an epoch (first batches untimed);"
           "\n  ratio = loader / memory (judged), median = the same of median rounds; tiles/s = the loader run's;"
           "\n  make ms/t = BatchMaker in one process, wall ms per tile; train ms/t = train_step wall ms per tile"
           "\n  (memory); train c = cores the trainer process kept busy then; bound = 2 x train / (make CPU + train x"
           "\n  train c), the best ratio 2 shared cores allow; wait = share of the loader run spent waiting for"
           "\n  batches; alone = the loader's steps/s with no training; busy = cores other programs took.")
-    notes = {(r["task"], r["framework"]): r["notes"] for r in rows if r.get("notes")}
-    for (task, framework), lines in notes.items():
-        print(f"\n  {task} {framework} (proxy): " + "\n    ".join(lines))
     better = []
     for task in TASKS:
         for framework in FRAMEWORKS:
@@ -457,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", type=int, default=WORKERS * PREFETCH, help="untimed batches at the start of an "
                         "epoch (default 4 = workers x prefetch)")
     parser.add_argument("--steps", type=int, help="timed steps per round, after --skip (default 24: 28 keys of "
-                        "the recipe's 40 / 60-step epochs; quick 6)")
+                        "the recipe's 40-step epochs; quick 6)")
     parser.add_argument("--threads", type=int, nargs="+", help="training threads (default 1 2; quick 2)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="models (default both)")
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS),

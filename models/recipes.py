@@ -9,7 +9,8 @@ same versions and the same CPU gives the same weights.
    ``stain_shift``, ``nucleus_scale``, ``nucleus_density``) that look like another lab's scans.
 2. Train each model (tissue and cell, torch and tf) with :func:`~slidescope.models.training.train`.
 3. Measure the best epoch on the test and shifted slides (:func:`~slidescope.models.evaluation.evaluate_slides`)
-   and write it, with the figures in its card, to ``models/shipped/<task>-<framework>/``.
+   and, when it reaches :data:`QUALITY`, write it with the figures in its card to
+   ``models/shipped/<task>-<framework>/`` (a model below the bar is reported, never shipped).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPES", "SLIDES", "SHIFT", "make_slides", "make_shipped_models", "main"]
+__all__ = ["RECIPES", "QUALITY", "SLIDES", "SHIFT", "make_slides", "make_shipped_models", "main"]
 
 #: Training settings per task (``train`` keyword arguments).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -32,6 +33,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 #: Generated slides: role -> (seeds, width, height).
 SLIDES = {"train": (range(0, 8), 12288, 9216), "val": (range(100, 102), 12288, 9216),
           "test": (range(200, 206), 16384, 12288), "shifted": (range(300, 306), 16384, 12288)}
+#: The figures a model must reach (on unseen and on shifted slides) to be shipped.
+QUALITY = {"tissue": {("test", "auc"): 0.97, ("shifted", "auc"): 0.93},
+           "cell": {("test", "f1"): 0.90, ("test", "type_accuracy"): 0.90, ("shifted", "f1"): 0.85}}
 #: The shift of the "shifted" test slides.
 SHIFT = {"stain_shift": 0.6, "nucleus_scale": 1.25, "nucleus_density": 1.3}
 
@@ -78,7 +82,13 @@ def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell
             report[name] = {"best_epoch": result.best_epoch, "train_seconds": round(trained, 1), **figures}
             print(f"{name}: best epoch {result.best_epoch} in {trained:.0f} s; test {figures['test']}; "
                   f"shifted {figures['shifted']}", file=stream, flush=True)
-            if ship:
+            missed = [f"{split} {key} {figures[split].get(key, float('nan')):.3f} < {target}"
+                      for (split, key), target in QUALITY[task].items()
+                      if not figures[split].get(key, float("nan")) >= target]
+            report[name]["shipped"] = ship and not missed
+            if missed:
+                print(f"{name}: not shipped: {'; '.join(missed)}", file=stream, flush=True)
+            if ship and not missed:
                 metrics = {**model.card.metrics, **{f"test_{k}": v for k, v in figures["test"].items()},
                            **{f"shifted_{k}": v for k, v in figures["shifted"].items()}}
                 training = {**model.card.training, "recipe": RECIPES[task], "shift": SHIFT,
