@@ -40,14 +40,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +56,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _tiling_data import warm_page_cache  # noqa: E402
+from _framework_runs import QUIET_CORES, environment, set_threads, wait_for_quiet  # noqa: E402
 from _tiling_work import CpuWatch, subplan  # noqa: E402
 
 TASKS = ("tissue", "cell")
@@ -66,7 +65,6 @@ THREADS = (1, 2)
 BATCH = 32
 SLIDE_SIZE = (40_000, 30_000)
 TARGET = 0.9
-QUIET_CORES = 0.25  # "quiet": other programs keep fewer cores than this busy
 RESULT_MARK = "MODELS-BENCH-RESULT "  # the child's one stdout line the parent reads
 
 Case = Callable[[], Any]
@@ -100,34 +98,8 @@ def no_op(images: np.ndarray, tile_ids: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- child: one (framework, threads)
 
 
-def set_threads(framework: str, threads: int) -> dict[str, int]:
-    """Pin the framework's intra-op threads; TensorFlow only accepts this before it starts."""
-    if framework == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
-    from slidescope.models._keras.adapter import import_keras
-
-    _, tf = import_keras()  # sets KERAS_BACKEND before Keras' first import
-    tf.config.threading.set_intra_op_parallelism_threads(threads)  # RuntimeError once TF has started
-    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-def wait_for_quiet(limit: float, window: float = 0.5) -> float:
-    """Wait (at most ``limit`` s) until other programs keep under :data:`QUIET_CORES` cores busy for ``window`` s.
-
-    The machine may be shared (test suites of other work come and go): a case that starts in a
-    quiet moment is more likely to be timed on the cores it asked for. Returns the seconds waited.
-    """
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
-        watch = CpuWatch()
-        time.sleep(window)
-        if watch.outside_cores() < QUIET_CORES:
-            break
-    return time.perf_counter() - start
 
 
 def time_cases(cases: dict[str, Case], rounds: int, quiet_wait: float) -> dict[str, dict[str, list[float]]]:
@@ -318,18 +290,6 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
           "\n  of alone or 2 workers, the larger: near 0, the figures are clean.")
 
 
-def environment() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    def installed(name: str) -> str | None:
-        try:
-            return version(name)
-        except Exception:  # noqa: BLE001 - not installed
-            return None
-
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
-            **{name: installed(name) for name in ("numpy", "torch", "tensorflow-cpu", "tensorflow", "keras", "dask")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child[0], int(args.child[1]), args)
 
-    env = environment()
+    env = environment(("numpy", "torch", "tensorflow-cpu", "tensorflow", "keras", "dask"))
     print(f"slidescope model benchmark - {env['date']}, {env['cpus']} CPUs, Python {env['python']}, "
           f"torch {env['torch']}, tensorflow {env['tensorflow-cpu'] or env['tensorflow']}, keras {env['keras']}, "
           f"batch {BATCH}, tissue {args.tissue_tiles} tiles, cell {args.cell_tiles} tiles", flush=True)

@@ -39,17 +39,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _framework_runs import QUIET_CORES, environment, set_threads, wait_for_quiet  # noqa: E402
 
 TASKS = ("tissue", "cell")
 FRAMEWORKS = ("torch", "tf")
@@ -59,7 +60,6 @@ SLIDE_SEEDS = (0, 1, 2)
 WORKERS = 2
 PREFETCH = 2
 TARGET = 0.9
-QUIET_CORES = 0.25  # "quiet": other programs keep fewer cores than this busy
 RESULT_MARK = "TRAINING-BENCH-RESULT "  # the child's one stdout line the parent reads
 
 
@@ -123,15 +123,6 @@ class Meter:
                 "outside_cores": max(0.0, (busy1 - busy0 - main - children) / wall)}
 
 
-def wait_for_quiet(limit: float, window: float = 0.5) -> float:
-    """Wait (at most ``limit`` s) until other programs keep under :data:`QUIET_CORES` cores busy; seconds waited."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
-        meter = Meter()
-        time.sleep(window)
-        if meter.read()["outside_cores"] < QUIET_CORES:
-            break
-    return time.perf_counter() - start
 
 
 def same_batch(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -143,19 +134,6 @@ def same_batch(a: dict[str, Any], b: dict[str, Any]) -> bool:
 # ----------------------------------------------------------------------------- child: one configuration
 
 
-def set_threads(framework: str, threads: int) -> dict[str, int]:
-    """Pin the framework's intra-op threads; TensorFlow only accepts this before it starts."""
-    if framework == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
-    from slidescope.models._keras.adapter import import_keras
-
-    _, tf = import_keras()  # sets KERAS_BACKEND before Keras' first import
-    tf.config.threading.set_intra_op_parallelism_threads(threads)  # RuntimeError once TF has started
-    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
 def setup(task: str, framework: str, paths: list[Path]) -> dict[str, Any]:
@@ -359,19 +337,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("\n  better training threads (loader run steps/s): " + "; ".join(better))
 
 
-def environment() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    def installed(name: str) -> str | None:
-        try:
-            return version(name)
-        except Exception:  # noqa: BLE001 - not installed
-            return None
-
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
-            **{name: installed(name) for name in ("numpy", "torch", "tensorflow-cpu", "tensorflow", "keras",
-                                                  "opencv-python-headless", "opencv-python")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]), args)
 
-    env = environment()
+    env = environment(("numpy", "torch", "tensorflow-cpu", "tensorflow", "keras", "opencv-python-headless",
+                       "opencv-python"))
     print(f"slidescope training-loader benchmark - {env['date']}, {env['cpus']} CPUs, Python {env['python']}, "
           f"torch {env['torch']}, tensorflow {env['tensorflow-cpu'] or env['tensorflow']}, keras {env['keras']}; "
           f"{WORKERS} workers, prefetch {PREFETCH}, {len(SLIDE_SEEDS)} slides of {SLIDE_SIZE[0]}x{SLIDE_SIZE[1]}"
