@@ -102,12 +102,10 @@ class ModelBackend(abc.ABC):
         runs in inference mode (BatchNorm uses its running statistics, no gradients).
         """
 
+    @abc.abstractmethod
     def classifier(self) -> tuple[np.ndarray, np.ndarray]:
-        """The tissue classifier's ``(K, C)`` weights and ``(K,)`` bias, for class activation maps."""
-        weights = self.get_weights()
-        if self.framework == "torch":
-            return weights["classifier.weight"], weights["classifier.bias"]
-        return weights["classifier/kernel"].T, weights["classifier/bias"]
+        """The tissue classifier's ``(K, C)`` weights and ``(K,)`` bias, for class activation maps
+        (read on every ``predict``: only those two tensors, never a copy of every weight)."""
 
     def describe(self) -> dict[str, Any]:
         """Framework and device, for logs and reports."""

@@ -178,6 +178,11 @@ class KerasBackend(ModelBackend):
         except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, KeyError...
             raise ModelWeightsError(f"{path}: cannot load the weights: {exc}") from None
 
+    def classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's ``(K, C)`` weights (Keras stores ``(C, K)``) and ``(K,)`` bias."""
+        return (np.asarray(self._variables["classifier/kernel"].numpy()).T,
+                np.asarray(self._variables["classifier/bias"].numpy()))
+
     def get_weights(self) -> dict[str, np.ndarray]:
         """See :meth:`ModelBackend.get_weights` (``layer/variable`` names, in ``model.weights`` order)."""
         return {name: np.array(v.numpy()) for name, v in self._variables.items()}

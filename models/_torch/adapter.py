@@ -98,6 +98,11 @@ class TorchBackend(ModelBackend):
         """Every ``state_dict`` tensor as a numpy copy on the CPU, in ``state_dict`` order."""
         return {name: value.detach().to("cpu", copy=True).numpy() for name, value in self.net.state_dict().items()}
 
+    def classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's ``(K, C)`` weights and ``(K,)`` bias, as numpy on the CPU."""
+        layer = self.net.classifier
+        return _numpy(layer.weight.detach()), _numpy(layer.bias.detach())
+
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Replace every tensor; names and shapes must be exactly :meth:`get_weights`'s.
 
