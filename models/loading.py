@@ -151,15 +151,27 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
             f"{directory / CARD_FILE}: weights.file: expected a {adapter.weights_suffix} file for framework "
             f"{card.framework!r}, got {card.weights.file}; the card's framework and its weights disagree"
         )
-    weights = card.check_weights(directory)
     resolved = adapter.resolve_device(device)
-    key = (str(directory.resolve()), card.digest(), card.framework, resolved)
+    # The weights are hashed once per process and file version, not on every call: an unpickled model
+    # (one per Dask task) comes through here. A rewritten weights file has another size or time, so
+    # another key, and is hashed again.
+    key = (str(directory.resolve()), card.digest(), card.framework, resolved, _file_version(card, directory))
     cached = _PROCESS_MODELS.get(key)
     if cached is not None:
         return cached
+    weights = card.check_weights(directory)
     backend = adapter(card, resolved)
     backend.load_weights(weights)
     return _PROCESS_MODELS.put(key, _model(card, backend, directory=str(directory), requested_device=device))
+
+
+def _file_version(card: ModelCard, directory: Path) -> tuple[int, int] | None:
+    """Size and modification time of the card's weights file (None when it is missing: checked later)."""
+    try:
+        info = os.stat(card.weights_path(directory))
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _model(card: ModelCard, backend: Any, *, directory: str | None = None, requested_device: str = "auto") -> Model:
