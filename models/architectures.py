@@ -42,6 +42,7 @@ __all__ = [
     "weight_shapes",
     "conv_padding",
     "feature_stride",
+    "feature_size",
     "size_multiple",
     "default_architecture",
 ]
@@ -201,6 +202,16 @@ def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int
 def feature_stride(arch: Architecture) -> int:
     """Input pixels per feature-map pixel of the tissue model (its CAM resolution)."""
     return 2 ** len(arch.widths) if arch.name == "tissue_fcn" else 1
+
+
+def feature_size(arch: Architecture, size: int) -> int:
+    """Edge of the tissue model's feature map (its CAM) for ``size`` px inputs: each stride-2 block
+    makes ``ceil(n / 2)`` of ``n`` (both padding conventions); the input itself for the cell model."""
+    if arch.name != "tissue_fcn":
+        return size
+    for _ in arch.widths:
+        size = -(-size // 2)
+    return size
 
 
 def size_multiple(arch: Architecture) -> int:

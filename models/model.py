@@ -13,7 +13,6 @@ many tasks carry it. A model that was never saved pickles with its weights as nu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from slidescope.wsi.validation import parse_positive_float, parse_positive_int
 
 from . import peaks
 from .activations import class_activation_maps, sigmoid, softmax
+from .architectures import feature_size
 from .card import ModelCard
 from .errors import ModelError, ModelInputError
 
@@ -223,9 +223,7 @@ class Model:
         arch, size, k = self.card.architecture, self.card.input.size, len(self.card.classes)
         width = arch.widths[-1]
         if self.task == "tissue":
-            side = size
-            for _ in arch.widths:
-                side = math.ceil(side / 2)
+            side = feature_size(arch, size)
             return {"probs": np.zeros((0, k), np.float32), "cam": np.zeros((0, side, side, k), np.float32),
                     "logits": np.zeros((0, k), np.float32), "embedding": np.zeros((0, width), np.float32)}
         return {"heatmap": np.zeros((0, size, size), np.float32), "types": np.zeros((0, size, size, k), np.float32),

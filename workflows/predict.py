@@ -23,7 +23,6 @@ once every one is complete):
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -261,7 +260,7 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
 
 def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, results: pd.DataFrame, folder: Path,
                     info: dict[str, Any], staged: Any, overlay: Any, manifest: dict[str, Any]) -> dict[str, str]:
-    from slidescope.models.architectures import feature_stride
+    from slidescope.models.architectures import feature_size
 
     card = model.card
     probs = [f"prob_{name}" for name in card.class_names]
@@ -269,10 +268,7 @@ def _tissue_outputs(model: Any, slide: Any, plan: Any, tiles: pd.DataFrame, resu
     ids = results.tile_id.to_numpy(np.int64)
     cams = (np.stack(results.cam.to_list()).astype(np.float32) if len(results)
             else np.zeros((0, 1, 1, len(probs)), np.float32))
-    # the CAM's own resolution: a tile of `size` px becomes ceil(size / 2) px at each stride-2 block
-    side = card.input.size
-    for _ in range(int(math.log2(feature_stride(card.architecture)))):
-        side = -(-side // 2)
+    side = feature_size(card.architecture, card.input.size)  # the CAM's own resolution
     cam_mpp = _canvas_mpp(plan.slide.dimensions, plan.slide.mpp, card.input.mpp * card.input.size / side)
     cam_canvas = _stitched(plan, card.task, cams, ids, cam_mpp)
     if cam_canvas.ndim == 2:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import io
 import math
 import numbers
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
