@@ -17,18 +17,22 @@ from .loaders import Loader
 from .metrics import DetectionCounts, roc_auc
 from .model import Model
 
-__all__ = ["evaluate", "evaluate_slides", "MATCH_RADIUS_UM"]
+__all__ = ["evaluate", "evaluate_slides", "MATCH_RADIUS_UM", "SCORE_GRID"]
 
 #: A detection within this distance of a true nucleus centre finds it.
 MATCH_RADIUS_UM = 3.0
+#: The nucleus scores tried when validation chooses a cell model's threshold.
+SCORE_GRID = tuple(round(0.05 * k, 2) for k in range(2, 19))
 
 
-def evaluate(model: Model, maker: BatchMaker, loader: Loader) -> dict[str, float]:
+def evaluate(model: Model, maker: BatchMaker, loader: Loader, *, choose_threshold: bool = False) -> dict[str, float]:
     """Metrics of ``model`` on every tile of ``maker`` (unaugmented, whole tiles).
 
     Tissue: ``val_loss`` (cross-entropy), ``val_accuracy``, ``val_auc`` (the cascade class against
     the rest, over every tile); cell: ``val_f1``, ``val_precision``, ``val_recall``,
-    ``val_type_accuracy`` (among found nuclei).
+    ``val_type_accuracy`` (among found nuclei) at the card's ``nucleus_score``, or, with
+    ``choose_threshold``, at the score of :data:`SCORE_GRID` with the best F1 (the lower on a tie),
+    returned as ``val_nucleus_score``.
     """
     card = model.card
     if card.task == "tissue":
@@ -41,7 +45,10 @@ def evaluate(model: Model, maker: BatchMaker, loader: Loader) -> dict[str, float
         loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0))))
         return {"val_loss": loss, "val_accuracy": float((p.argmax(axis=1) == y).mean()),
                 "val_auc": roc_auc(p[:, cascade], y == cascade)}
-    counts = DetectionCounts()
+    scores = SCORE_GRID if choose_threshold else (float(card.thresholds["nucleus_score"]),)
+    if choose_threshold:  # peaks at the lowest score, then each threshold keeps those at or above it
+        model = Model(card.replace(thresholds={**card.thresholds, "nucleus_score": min(scores)}), model.backend)
+    counts = {score: DetectionCounts() for score in scores}
     radius = MATCH_RADIUS_UM / card.input.mpp
     names = {name: k for k, name in enumerate(card.class_names)}
     offset = 0
@@ -51,11 +58,16 @@ def evaluate(model: Model, maker: BatchMaker, loader: Loader) -> dict[str, float
             truth, kinds = maker.tile_points(maker.tiles.iloc[offset + i])
             inside = (truth >= -0.5).all(axis=1) & (truth < maker.size - 0.5).all(axis=1)
             mine = found[found.image == i]
-            counts.add(mine[["x", "y"]].to_numpy(np.float64), mine.type.map(names).to_numpy(),
-                       truth[inside], kinds[inside], radius)
+            for score, tally in counts.items():
+                kept = mine[mine.score >= score]
+                tally.add(kept[["x", "y"]].to_numpy(np.float64), kept.type.map(names).to_numpy(),
+                          truth[inside], kinds[inside], radius)
         offset += len(batch["images"])
-    return {"val_f1": counts.f1, "val_precision": counts.precision, "val_recall": counts.recall,
-            "val_type_accuracy": counts.type_accuracy}
+    best = max(scores, key=lambda score: (np.nan_to_num(counts[score].f1, nan=-1.0), -score))
+    chosen = counts[best]
+    metrics = {"val_f1": chosen.f1, "val_precision": chosen.precision, "val_recall": chosen.recall,
+               "val_type_accuracy": chosen.type_accuracy}
+    return {**metrics, "val_nucleus_score": best} if choose_threshold else metrics
 
 
 def evaluate_slides(model: Model, slides: Sequence[str], *, max_tiles: int = 400, seed: int = 0,

@@ -305,7 +305,7 @@ def _run(config: TrainConfig, card: ModelCard, data: TrainingSet, out: Path, sav
                 row["train_loss" if key == "loss" else key] = float(np.mean([entry[key] for entry in losses]))
             model = Model(card, backend, requested_device=device)
             if val_maker is not None:
-                row.update(evaluate(model, val_maker, val_loader))
+                row.update(evaluate(model, val_maker, val_loader, choose_threshold=True))
             history.append(row)
             score = _score(config.task, row)
             improved = score > best_score
@@ -323,8 +323,11 @@ def _write_epoch(out: Path, config: TrainConfig, card: ModelCard, backend: Any, 
     out.mkdir(exist_ok=True)
     row = history[-1]
     training = {"data": summary, "config": config.to_dict(), "epoch": row["epoch"], "best_epoch": best_epoch}
+    thresholds = dict(card.thresholds)
+    if "val_nucleus_score" in row:  # the score validation chose for this epoch's weights
+        thresholds["nucleus_score"] = float(row["val_nucleus_score"])
     epoch_card = card.replace(metrics={k: v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-                              training=training)
+                              training=training, thresholds=thresholds)
     save_model(Model(epoch_card, backend, requested_device=device), out / "last")
     if improved:
         save_model(Model(epoch_card, backend, requested_device=device), out / "model")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..architectures import Architecture, LayerSpec, layer_specs
+from ..architectures import Architecture, LayerSpec, initial_bias, layer_specs
 
 __all__ = ["tissue_model", "cell_model"]
 
@@ -46,7 +46,9 @@ class _Builder:
         elif self.arch.padding not in ("tf_same", "symmetric"):
             raise ValueError(f"unknown padding {self.arch.padding!r}")
         return layers.Conv2D(spec.out_channels, spec.kernel, strides=spec.stride, padding=padding,
-                             use_bias=spec.bias, kernel_initializer=self.initializer(), name=spec.name)(x)
+                             use_bias=spec.bias, kernel_initializer=self.initializer(),
+                             bias_initializer=self.keras.initializers.Constant(initial_bias(spec.name)),
+                             name=spec.name)(x)
 
     def block(self, x: Any, prefix: str) -> Any:
         """``depth`` x (conv -> BatchNorm -> ReLU); the specs give each conv's stride."""

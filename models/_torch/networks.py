@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architectures import Architecture, LayerSpec, conv_padding, layer_specs
+from ..architectures import Architecture, LayerSpec, conv_padding, initial_bias, layer_specs
 
 __all__ = ["TissueNet", "CellNet"]
 
@@ -67,7 +67,7 @@ class _SpecNet(nn.Module):
                 else:
                     nn.init.normal_(layer.weight, std=0.01, generator=generator)
                 if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+                    nn.init.constant_(layer.bias, initial_bias(spec.name))
 
     def _blocks(self, prefix: str) -> list[tuple[str, _Block]]:
         """The conv/BN blocks whose names start with ``prefix``, in spec order, as ``(name, pairs)``."""

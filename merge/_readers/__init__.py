@@ -1,0 +1,1 @@
+"""One private module per checkpoint format; :mod:`slidescope.merge.reading` picks one by content."""
