@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from slidescope.wsi.errors import SlideError
-
-if TYPE_CHECKING:
-    from .report import RemapReport
 
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "RemapError"]
 
@@ -31,6 +28,6 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 class RemapError(CheckpointError):
     """A remap whose plan has problems; ``report`` lists every one of them."""
 
-    def __init__(self, message: str, report: "RemapReport") -> None:
+    def __init__(self, message: str, report: Any) -> None:  # a RemapReport (not imported: no cycle)
         super().__init__(message)
         self.report = report

@@ -80,6 +80,8 @@ def _looks_like(head: bytes) -> str:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         return "an unknown binary format"
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        return "an unknown binary format"
     return "a text file" + (" (JSON)" if text.lstrip().startswith(("{", "[")) else "")
 
 

@@ -301,11 +301,7 @@ class Remap:
 
     def map(self, infos: Sequence[TensorInfo]) -> list[Mapped]:
         """The fate of every entry of ``infos`` (a checkpoint's), in order."""
-        names = {info.name for info in infos}
         norms = norm_layers(infos)
-        shadowed = set()
-        if self.prefer_ema:
-            shadowed = {name[len(self.prefer_ema):] for name in names if name.startswith(self.prefer_ema)}
         out = []
         for info in infos:
             if info.kind in self.ignore_kinds:
@@ -315,16 +311,27 @@ class Remap:
             if hit is not None:
                 out.append(Mapped(info.name, None, reason=f"ignore {hit}"))
                 continue
-            name = info.name
-            if self.prefer_ema:
-                if name in shadowed:
-                    out.append(Mapped(name, None, reason=f"EMA shadow {self.prefer_ema}{name} preferred"))
-                    continue
-                name = name[len(self.prefer_ema):] if name.startswith(self.prefer_ema) else name
-            target, transforms = self.rename(name, TensorInfo(name, info.shape, info.dtype, info.kind),
-                                             layer_of(info.name) in norms)
+            target, transforms = self.rename(info.name, info, layer_of(info.name) in norms)
             out.append(Mapped(info.name, target, transforms))
+        if self.prefer_ema:
+            out = self._prefer_ema(out)
         return out
+
+    def _prefer_ema(self, mapped: list[Mapped]) -> list[Mapped]:
+        """Where an EMA shadow and the plain weight reach one name, the shadow wins (see :func:`prefer_ema`)."""
+        shadow = re.compile(rf"(^|[./]){re.escape(str(self.prefer_ema))}[./]")
+        by_target: dict[str, list[Mapped]] = {}
+        for entry in mapped:
+            if entry.target is not None:
+                by_target.setdefault(entry.target, []).append(entry)
+        losers: dict[str, str] = {}
+        for target, entries in by_target.items():
+            shadows = [e for e in entries if shadow.search(e.source)]
+            if len(entries) > 1 and len(shadows) == 1:
+                for entry in entries:
+                    if entry is not shadows[0]:
+                        losers[entry.source] = f"EMA shadow {shadows[0].source} preferred"
+        return [Mapped(e.source, None, reason=losers[e.source]) if e.source in losers else e for e in mapped]
 
 
 # -- ready pieces ------------------------------------------------------------------------------------
@@ -357,9 +364,12 @@ def drop_training_state() -> Remap:
     return Remap(ignore_kinds=("optimizer", "counter", "other"))
 
 
-def prefer_ema(prefix: str = "ema.") -> Remap:
-    """Where an exponential-moving-average shadow ``<prefix>X`` exists, load it as ``X``."""
-    return Remap(prefer_ema=prefix)
+def prefer_ema(scope: str = "ema") -> Remap:
+    """Load exponential-moving-average shadows in place of the weights they shadow: the scope
+    ``scope`` is removed wherever it appears (``ema.fc.weight``, ``model.ema.fc.weight``), and where a
+    shadow and the plain weight then reach one name, the shadow wins and the weight is ignored."""
+    escaped = re.escape(scope)
+    return Remap((RegexRule(rf"(^|[./]){escaped}[./]", r"\1"),), prefer_ema=scope)
 
 
 def port(source: str, target: str) -> Remap:

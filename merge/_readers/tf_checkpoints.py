@@ -83,6 +83,7 @@ def _object_graph_names(reader: Any, path: str) -> tuple[dict[str, str], set[str
 
 def read_tf(prefix: str) -> Checkpoint:
     """The variables of the TensorFlow checkpoint ``prefix`` (see the module docstring)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ start-up lines on the user's stderr
     try:
         import tensorflow as tf
     except ImportError:
