@@ -1,0 +1,223 @@
+"""The merged slide graph in PyTorch: ``tissue``, ``cell`` and ``head`` in one ``nn.Module``.
+
+The parts are the models package's own networks (``TissueNet``, ``CellNet``), built from their
+cards' architectures (padding convention and BatchNorm epsilon included), so a part loaded here
+computes exactly what the separately loaded model computes. The arithmetic of the head, the peak
+counting and the pooling is that of :mod:`slidescope.merge.head`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slidescope.models._torch.networks import CellNet, TissueNet
+
+from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit
+
+__all__ = ["SlideHead", "SlideGraph", "TorchSlideBackend", "OUTPUTS"]
+
+#: The graph's outputs, in order (the exported artifacts return this tuple).
+OUTPUTS = ("slide_probs", "attention", "tissue_probs", "tissue_logits", "cell_counts", "cell_features")
+
+
+class SlideHead(nn.Module):
+    """Gated attention pooling over the coarse tiles (see :mod:`slidescope.merge.head`)."""
+
+    def __init__(self, spec: HeadSpec, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        for name, widths in HEAD_LAYERS.items():
+            n_in, n_out = widths(spec)
+            layer = nn.Linear(n_in, n_out)
+            with torch.no_grad():
+                bound = (6.0 / (n_in + n_out)) ** 0.5  # Glorot uniform, as Keras starts its dense layers
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.zero_()
+            setattr(self, name, layer)
+
+    def forward(self, embedding: torch.Tensor, cells: torch.Tensor,
+                gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.project(torch.cat([embedding, cells], dim=1)))
+        scores = self.attention_w(torch.tanh(self.attention_v(h)))[:, 0] + torch.log(gate.clamp(min=GATE_FLOOR))
+        attention = torch.softmax(scores, dim=0)
+        pooled = (attention[:, None] * h).sum(dim=0, keepdim=True)
+        return torch.softmax(self.classifier(pooled), dim=1)[0], attention
+
+
+class SlideGraph(nn.Module):
+    """One slide's tiles in, its prediction out.
+
+    ``forward(coarse, fine, parents, valid)``: uint8 ``(Nc, S, S, 3)`` coarse tiles at the tissue
+    model's mpp, uint8 ``(Nf, s, s, 3)`` fine tiles at the cell model's, int64 ``(Nf,)`` each fine
+    tile's coarse parent (row in ``coarse``), float32 ``(Nf,)`` 1 for a real fine tile and 0 for
+    padding (a slide without fine tiles passes one blank tile with weight 0). Returns
+    :data:`OUTPUTS`: ``(K,)``, ``(Nc,)``, ``(Nc, Kt)`` twice (probabilities, logits), ``(Nf, T)``, ``(Nc, T)``.
+    """
+
+    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
+        super().__init__()
+        self.tissue = TissueNet(tissue_card.architecture, len(tissue_card.classes), seed=seed)
+        self.cell = CellNet(cell_card.architecture, len(cell_card.classes), seed=seed)
+        self.head = SlideHead(head, seed=seed)
+        for part, card in (("tissue", tissue_card), ("cell", cell_card)):
+            self.register_buffer(f"{part}_mean", torch.tensor(card.input.mean, dtype=torch.float32).view(1, 3, 1, 1),
+                                 persistent=False)
+            self.register_buffer(f"{part}_std", torch.tensor(card.input.std, dtype=torch.float32).view(1, 3, 1, 1),
+                                 persistent=False)
+        self.gate_index = tissue_card.class_names.index(tissue_card.cascade_class)
+        self.peak_radius = max(1, int(round(cell_card.thresholds["min_distance_um"] / cell_card.input.mpp)))
+        self.peak_floor = _logit(float(cell_card.thresholds["nucleus_score"]))
+        self.cell_types = len(cell_card.classes)
+        self.tissue_input, self.cell_input = tissue_card.input.size, cell_card.input.size
+
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor, parents: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = (coarse.permute(0, 3, 1, 2).float() - self.tissue_mean) / self.tissue_std
+        features, logits = self.tissue(x)
+        tissue_probs = torch.softmax(logits, dim=1)
+        embedding = features.mean(dim=(2, 3))
+        y = (fine.permute(0, 3, 1, 2).float() - self.cell_mean) / self.cell_std
+        heat, types, _ = self.cell(y)
+        local = F.max_pool2d(heat[:, None], 2 * self.peak_radius + 1, stride=1, padding=self.peak_radius)[:, 0]
+        peaks = ((heat == local) & (heat >= self.peak_floor)).float()
+        kinds = F.one_hot(types.argmax(dim=1), self.cell_types).float()
+        counts = (peaks[..., None] * kinds).sum(dim=(1, 2))
+        pooled = torch.zeros(coarse.shape[0], self.cell_types, dtype=counts.dtype, device=counts.device)
+        pooled = pooled.index_add(0, parents, counts * valid[:, None])
+        cells = torch.log1p(pooled)
+        slide_probs, attention = self.head(embedding, cells, tissue_probs[:, self.gate_index])
+        return slide_probs, attention, tissue_probs, logits, counts, cells
+
+
+class TorchSlideBackend:
+    """The merged graph in torch, on the CPU: weights in and out, a run, exports.
+
+    Parameters
+    ----------
+    tissue_card, cell_card : ModelCard
+        The parts' cards (architectures, classes, inputs, thresholds).
+    head : HeadSpec
+    seed : int
+        Seed of the head's initial weights (an untrained head).
+    """
+
+    framework = "torch"
+    weights_suffix = ".safetensors"
+
+    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
+        self.graph = SlideGraph(tissue_card, cell_card, head, seed=seed).eval()
+
+    # -- weights ------------------------------------------------------------------------------------
+
+    def target_infos(self) -> list[Any]:
+        """Every tensor the graph holds: name (``tissue.block1_conv1.weight``...), shape, dtype, kind."""
+        from ..checkpoint import TensorInfo, kind_of_name
+
+        return [TensorInfo(name, tuple(value.shape), str(value.dtype).removeprefix("torch."), kind_of_name(name))
+                for name, value in self.graph.state_dict().items()]
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set every tensor from ``arrays`` (names as :meth:`target_infos`; a missing BatchNorm batch
+        count is zero, which inference never reads)."""
+        state = self.graph.state_dict()
+        tensors = {}
+        for name, value in state.items():
+            if name in arrays:
+                tensors[name] = torch.as_tensor(np.array(arrays[name], dtype=value.numpy().dtype))
+            elif name.endswith(".num_batches_tracked"):
+                tensors[name] = torch.zeros_like(value)
+        self.graph.load_state_dict(tensors, strict=True)
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.graph.state_dict().items()}
+
+    def save_weights(self, path: str) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.graph.state_dict().items()}, path,
+                  metadata={"framework": "torch", "kind": "slidescope-merged-model"})
+
+    def load_weights(self, path: str) -> None:
+        from safetensors.torch import load_file
+
+        from ..errors import CheckpointError
+
+        try:
+            tensors = load_file(path, device="cpu")
+            self.graph.load_state_dict(tensors, strict=True)
+        except Exception as exc:  # safetensors and torch raise several types; one error naming the file
+            raise CheckpointError(f"{path}: the merged weights do not load into the graph: {exc}") from None
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def run(self, coarse: np.ndarray, fine: np.ndarray, parents: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            outputs = self.graph(torch.from_numpy(np.ascontiguousarray(coarse)), torch.from_numpy(np.ascontiguousarray(fine)),
+                                 torch.from_numpy(np.asarray(parents, np.int64)),
+                                 torch.from_numpy(np.asarray(valid, np.float32)))
+        return {name: value.cpu().numpy() for name, value in zip(OUTPUTS, outputs)}
+
+    def example_inputs(self, coarse_tiles: int = 2, fine_tiles: int = 3) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(0)
+        tissue, cell = self.graph.tissue_input, self.graph.cell_input
+        coarse = torch.randint(0, 256, (coarse_tiles, tissue, tissue, 3), dtype=torch.uint8, generator=generator)
+        fine = torch.randint(0, 256, (fine_tiles, cell, cell, 3), dtype=torch.uint8, generator=generator)
+        parents = torch.arange(fine_tiles, dtype=torch.int64) % coarse_tiles
+        return coarse, fine, parents, torch.ones(fine_tiles)
+
+    # -- exports ------------------------------------------------------------------------------------
+
+    def export_pt2(self, path: str) -> None:
+        """``torch.export`` with dynamic tile counts, saved as ``.pt2``."""
+        coarse_tiles = torch.export.Dim("coarse_tiles", min=1, max=1_000_000)
+        fine_tiles = torch.export.Dim("fine_tiles", min=1, max=10_000_000)
+        shapes = {"coarse": {0: coarse_tiles}, "fine": {0: fine_tiles}, "parents": {0: fine_tiles},
+                  "valid": {0: fine_tiles}}
+        program = torch.export.export(self.graph, self.example_inputs(), dynamic_shapes=shapes)
+        torch.export.save(program, path)
+
+    def export_onnx(self, path: str) -> None:
+        """ONNX through the dynamo exporter, weights inside the file (no external data)."""
+        shapes = {"coarse": {0: "coarse_tiles"}, "fine": {0: "fine_tiles"}, "parents": {0: "fine_tiles"},
+                  "valid": {0: "fine_tiles"}}
+        # The exporter logs its optional torchvision ops and warns about its own deprecations on
+        # stderr; none of it concerns this graph, and the export is checked by running it.
+        quiet = logging.getLogger("torch.onnx")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(self.graph, self.example_inputs(), dynamo=True, external_data=False,
+                                            dynamic_shapes=shapes, input_names=["coarse", "fine", "parents", "valid"],
+                                            output_names=list(OUTPUTS), verbose=False)
+                program.save(path, external_data=False)
+        finally:
+            quiet.setLevel(level)
+
+    @staticmethod
+    def run_pt2(path: str, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        program = torch.export.load(path)
+        with torch.inference_mode():
+            outputs = program.module()(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        return {name: value.cpu().numpy() for name, value in zip(OUTPUTS, outputs)}
+
+    def export(self, name: str, path: str, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """Write the ``name`` export (``"pt2"`` or ``"onnx"``) at ``path``, load it back and return its
+        outputs on ``inputs``."""
+        if name == "pt2":
+            self.export_pt2(path)
+            return self.run_pt2(path, inputs)
+        if name == "onnx":
+            from ..export import run_onnx
+
+            self.export_onnx(path)
+            return run_onnx(path, inputs, OUTPUTS)
+        raise ValueError(f"unknown torch export {name!r}")

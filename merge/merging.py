@@ -1,0 +1,202 @@
+"""``merge``: separately trained tissue and cell checkpoints (and a head) into one slide graph.
+
+For each part, :func:`~slidescope.merge.sources.default_remap` plus the caller's rules map the
+source's names onto the graph's ``tissue``/``cell`` scope; :func:`~slidescope.merge.report.plan`
+checks every name, shape and dtype (strict unless told otherwise); the tensors are copied one at a
+time into the graph of the target framework. The parts keep their architectures (padding
+convention, BatchNorm epsilon) whatever the target, so the merged graph computes what each source
+computed. The result is written as one merged model directory (:mod:`slidescope.merge.merged`) and
+exported (:mod:`slidescope.merge.export`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from slidescope.wsi.errors import ParameterError
+
+from .errors import RemapError
+from .head import HeadSpec
+from .merged import MergedCard, SlideModel, graph_class, is_merged_directory
+from .checkpoint import Checkpoint
+from .remap import RegexRule, Remap, port
+from .report import RemapReport, apply_plan, plan
+from .sources import Source, default_remap, open_source
+
+__all__ = ["MergeOptions", "merge_models", "part_card", "verify_parts", "PART_TOLERANCE"]
+
+#: Largest difference allowed between a part in the merged graph and its source model run alone:
+#: none in the same framework, float32 rounding across frameworks.
+PART_TOLERANCE = {"same": 0.0, "across": 1e-4}
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    """What the caller adds to the default remaps (the command line's ``--rule``, ``--ignore``...)."""
+
+    rules: tuple[RegexRule, ...] = ()
+    ignore: tuple[str, ...] = ()
+    allow_missing: tuple[str, ...] = ()
+    lenient: bool = False
+    head_classes: tuple[str, ...] = ("normal", "tumour")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def part_card(source: Source, target: str) -> Any:
+    """The card a part has inside a ``target`` graph: the source's, in the target framework
+    (architecture kept: padding and epsilon travel with the weights)."""
+    return source.card.replace(framework=target, weights=None)
+
+
+def _head_source(head: Any) -> tuple[Checkpoint, HeadSpec, dict[str, Any]]:
+    """The trained head of the merged model directory ``head``: its tensors (scope ``head``), spec, description."""
+    from .merged import load_merged
+
+    if not is_merged_directory(head):
+        raise ParameterError(f"{head}: --head expects a merged model directory whose head was trained "
+                             f"(slidescope train head); got something else")
+    model = load_merged(head)
+    if not model.card.head_trained:
+        raise ParameterError(f"{head}: its head was never trained (head_trained is false in card.json)")
+    arrays = {k: v for k, v in model.backend.get_arrays().items() if k.startswith(("head.", "head/"))}
+    description = {"path": os.path.realpath(os.fspath(head)), "framework": model.card.framework,
+                   "sha256": (model.card.weights or {}).get("sha256", ""), "card": model.card.to_dict()}
+    return Checkpoint.from_arrays(arrays, framework=model.card.framework, path=os.fspath(head)), model.card.head, description
+
+
+def merge_models(tissue: Any, cell: Any, *, target: str = "torch", head: Any = None,
+                 options: MergeOptions | None = None, name: str = "slidescope-slide-model",
+                 seed: int = 0) -> tuple[SlideModel, dict[str, RemapReport]]:
+    """Build the merged graph from the ``tissue`` and ``cell`` sources (model directories or checkpoints).
+
+    Parameters
+    ----------
+    tissue, cell : path
+        The parts (see :func:`~slidescope.merge.sources.open_source`).
+    target : str
+        ``"torch"`` or ``"tf"``: the framework of the merged graph.
+    head : path, optional
+        A merged model directory whose trained head is taken; without one the head starts untrained
+        (seeded) and the card says so.
+    options : MergeOptions, optional
+        Extra rules, ignores, allowed missing names, leniency.
+
+    Returns
+    -------
+    (SlideModel, reports)
+        The merged model (in memory; :func:`~slidescope.merge.export.write_merged` writes it) and
+        each part's report.
+
+    Raises
+    ------
+    RemapError
+        A strict plan with problems (the exception carries that part's whole report).
+    CheckpointError, ParameterError
+    """
+    options = options or MergeOptions()
+    if target not in ("torch", "tf"):
+        raise ParameterError(f"target: expected torch or tf, got {target!r}")
+    sources = {"tissue": open_source(tissue, "tissue"), "cell": open_source(cell, "cell")}
+    cards = {role: part_card(source, target) for role, source in sources.items()}
+    head_checkpoint, head_spec, head_description = None, None, None
+    if head is not None:
+        head_checkpoint, head_spec, head_description = _head_source(head)
+    spec = head_spec or HeadSpec(cards["tissue"].architecture.widths[-1], len(cards["cell"].classes),
+                                 classes=tuple(options.head_classes))
+    if spec.embedding != cards["tissue"].architecture.widths[-1] or spec.cell_types != len(cards["cell"].classes):
+        raise ParameterError(f"{head}: its head takes {spec.embedding} tissue features and {spec.cell_types} cell types; "
+                             f"these parts give {cards['tissue'].architecture.widths[-1]} and "
+                             f"{len(cards['cell'].classes)}")
+    backend = graph_class(target)(cards["tissue"], cards["cell"], spec, seed=seed)
+    infos = backend.target_infos()
+    separator = "." if target == "torch" else "/"
+    arrays: dict[str, np.ndarray] = {}
+    reports: dict[str, RemapReport] = {}
+    extra = Remap(tuple(options.rules), ignore=tuple(options.ignore))
+    for role, source in sources.items():
+        scoped = [info for info in infos if info.name.startswith(role + separator)]
+        remap = default_remap(source, target)
+        if options.rules or options.ignore:
+            remap = extra + remap
+        allow = tuple(options.allow_missing) + ((r"\.num_batches_tracked$",) if target == "torch" else ())
+        try:
+            mapping, report = plan(source.checkpoint, remap, scoped, allow_missing=allow, strict=not options.lenient,
+                                   source_name=source.path, target_name=f"{target} graph, scope {role}")
+        except RemapError as exc:
+            raise RemapError(f"{role} part: {exc}", exc.report) from None
+        reports[role] = report
+        arrays.update(apply_plan(source.checkpoint, mapping, scoped))
+        source.checkpoint.close()
+    if head_checkpoint is not None:
+        scoped = [info for info in infos if info.name.startswith("head" + separator)]
+        remap = port(head_checkpoint.framework, target) if head_checkpoint.framework != target else Remap()
+        mapping, reports["head"] = plan(head_checkpoint, remap, scoped, source_name=os.fspath(head),
+                                        target_name=f"{target} graph, scope head")
+        arrays.update(apply_plan(head_checkpoint, mapping, scoped))
+    else:
+        arrays.update({k: v for k, v in backend.get_arrays().items() if k.startswith("head" + separator)})
+    backend.load_arrays(arrays)
+    card = MergedCard(name=name, framework=target, tissue=cards["tissue"], cell=cards["cell"], head=spec,
+                      head_trained=head_checkpoint is not None,
+                      sources={**{role: s.describe() for role, s in sources.items()},
+                               **({"head": head_description} if head_description else {})},
+                      remap={role: r.to_dict() for role, r in reports.items()})
+    model = SlideModel(card, backend)
+    verified = verify_parts(model, sources)
+    model.card = card.replace(training={**card.training, "verified_against_sources": verified})
+    return model, reports
+
+
+def verify_parts(model: SlideModel, sources: dict[str, Source]) -> dict[str, Any]:
+    """Run each source that is a model directory alone and its part in the merged graph on the same
+    sample tiles: tissue logits and nuclei counts must agree (:data:`PART_TOLERANCE`).
+
+    Returns per role the largest difference found, or why the check could not run (a source that
+    is a bare checkpoint, or whose framework is not installed here).
+
+    Raises
+    ------
+    CheckpointError
+        A part computes something else than its source: a wrong padding convention or BatchNorm
+        epsilon, a layout converted wrongly, tensors mixed up.
+    """
+    from slidescope.models import FrameworkError, load_model
+
+    from .errors import CheckpointError
+    from .export import sample_inputs
+    from .head import peak_counts
+
+    coarse, fine, parents, valid = sample_inputs(model.card)
+    merged = model.backend.run(coarse, fine, parents, valid)
+    results: dict[str, Any] = {}
+    for role, source in sources.items():
+        if not source.from_directory:
+            results[role] = "not checked: a bare checkpoint has no model to run alone"
+            continue
+        try:
+            alone = load_model(source.path, device="cpu")
+        except FrameworkError as exc:
+            results[role] = f"not checked: {exc}"
+            continue
+        tolerance = PART_TOLERANCE["same" if alone.framework == model.card.framework else "across"]
+        if role == "tissue":
+            expected, got, what = alone.backend.run(coarse)["logits"], merged["tissue_logits"], "tissue logits"
+        else:
+            raw = alone.backend.run(fine)
+            thresholds = model.card.cell.thresholds
+            expected = peak_counts(raw["heatmap"], raw["types"], threshold=float(thresholds["nucleus_score"]),
+                                   min_distance_px=float(thresholds["min_distance_um"]) / model.card.cell.input.mpp)
+            got, what = merged["cell_counts"], "nuclei counts"
+            tolerance = 0.0 if tolerance == 0.0 else 1.0  # a peak on the threshold may flip across frameworks
+        difference = float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(expected, np.float64))))
+        if not difference <= tolerance:
+            raise CheckpointError(
+                f"{role} part: the merged graph's {what} differ from {source.path} run alone by {difference:.3g} "
+                f"(at most {tolerance:g} allowed): the part does not compute what its source computes (padding "
+                f"convention, BatchNorm epsilon or a tensor layout)")
+        results[role] = {"max_difference": difference, "tolerance": tolerance, "framework": alone.framework}
+    return results
