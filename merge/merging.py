@@ -43,7 +43,8 @@ class MergeOptions:
     allow_missing: tuple[str, ...] = ()
     lenient: bool = False
     head_classes: tuple[str, ...] = ("normal", "tumour")
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Cards of bare checkpoints whose architecture is not their role's standard one (by role).
+    cards: dict[str, Any] = field(default_factory=dict)
 
 
 def part_card(source: Source, target: str) -> Any:
@@ -100,7 +101,8 @@ def merge_models(tissue: Any, cell: Any, *, target: str = "torch", head: Any = N
     options = options or MergeOptions()
     if target not in ("torch", "tf"):
         raise ParameterError(f"target: expected torch or tf, got {target!r}")
-    sources = {"tissue": open_source(tissue, "tissue"), "cell": open_source(cell, "cell")}
+    sources = {"tissue": open_source(tissue, "tissue", options.cards.get("tissue")),
+               "cell": open_source(cell, "cell", options.cards.get("cell"))}
     cards = {role: part_card(source, target) for role, source in sources.items()}
     head_checkpoint, head_spec, head_description = None, None, None
     if head is not None:
@@ -146,17 +148,18 @@ def merge_models(tissue: Any, cell: Any, *, target: str = "torch", head: Any = N
                                **({"head": head_description} if head_description else {})},
                       remap={role: r.to_dict() for role, r in reports.items()})
     model = SlideModel(card, backend)
-    verified = verify_parts(model, sources)
+    verified = verify_parts(model, sources, strict=not options.lenient)
     model.card = card.replace(training={**card.training, "verified_against_sources": verified})
     return model, reports
 
 
-def verify_parts(model: SlideModel, sources: dict[str, Source]) -> dict[str, Any]:
+def verify_parts(model: SlideModel, sources: dict[str, Source], *, strict: bool = True) -> dict[str, Any]:
     """Run each source that is a model directory alone and its part in the merged graph on the same
     sample tiles: tissue logits and nuclei counts must agree (:data:`PART_TOLERANCE`).
 
     Returns per role the largest difference found, or why the check could not run (a source that
-    is a bare checkpoint, or whose framework is not installed here).
+    is a bare checkpoint, or whose framework is not installed here); with ``strict`` False, a part
+    that disagrees is recorded (``{"error": ...}``) instead of raised.
 
     Raises
     ------
@@ -194,9 +197,12 @@ def verify_parts(model: SlideModel, sources: dict[str, Source]) -> dict[str, Any
             tolerance = 0.0 if tolerance == 0.0 else 1.0  # a peak on the threshold may flip across frameworks
         difference = float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(expected, np.float64))))
         if not difference <= tolerance:
-            raise CheckpointError(
-                f"{role} part: the merged graph's {what} differ from {source.path} run alone by {difference:.3g} "
-                f"(at most {tolerance:g} allowed): the part does not compute what its source computes (padding "
-                f"convention, BatchNorm epsilon or a tensor layout)")
+            message = (f"{role} part: the merged graph's {what} differ from {source.path} run alone by "
+                       f"{difference:.3g} (at most {tolerance:g} allowed): the part does not compute what its source "
+                       f"computes (padding convention, BatchNorm epsilon, a tensor layout, or tensors left out)")
+            if strict:
+                raise CheckpointError(message)
+            results[role] = {"error": message, "max_difference": difference, "tolerance": tolerance}
+            continue
         results[role] = {"max_difference": difference, "tolerance": tolerance, "framework": alone.framework}
     return results

@@ -79,8 +79,11 @@ def _classes_from(checkpoint: Checkpoint, role: str) -> int | None:
     return None
 
 
-def open_source(path: Any, role: str) -> Source:
+def open_source(path: Any, role: str, card: Any = None) -> Source:
     """The ``role`` part at ``path`` (a model directory or a checkpoint).
+
+    ``card`` (a :class:`~slidescope.models.ModelCard`) describes a bare checkpoint whose architecture
+    is not the role's standard one; a model directory brings its own.
 
     Raises
     ------
@@ -97,6 +100,10 @@ def open_source(path: Any, role: str) -> Source:
             raise ParameterError(f"{path}: a {card.task} model given as the {role} part; expected a {role} model")
         return Source(role, path, read_checkpoint(path), card, True)
     checkpoint = read_checkpoint(path)
+    if card is not None:
+        if card.task != role:
+            raise ParameterError(f"{path}: the card given for it is a {card.task} card; expected a {role} card")
+        return Source(role, path, checkpoint, card, False)
     framework = checkpoint.framework if checkpoint.framework in ("torch", "tf") else "torch"
     card = ModelCard.new(role, framework, name=f"{role}-{os.path.basename(path.rstrip('/'))}")
     count = _classes_from(checkpoint, role)

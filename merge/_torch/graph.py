@@ -124,8 +124,9 @@ class TorchSlideBackend:
                 for name, value in self.graph.state_dict().items()]
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Set every tensor from ``arrays`` (names as :meth:`target_infos`; a missing BatchNorm batch
-        count is zero, which inference never reads)."""
+        """Set the tensors named in ``arrays`` (names as :meth:`target_infos`). The others keep their
+        initial values: a missing BatchNorm batch count is zero (inference never reads it); anything
+        else is missing only where the caller's plan allowed it (``allow_missing``, ``lenient``)."""
         state = self.graph.state_dict()
         tensors = {}
         for name, value in state.items():
@@ -133,6 +134,8 @@ class TorchSlideBackend:
                 tensors[name] = torch.as_tensor(np.array(arrays[name], dtype=value.numpy().dtype))
             elif name.endswith(".num_batches_tracked"):
                 tensors[name] = torch.zeros_like(value)
+            else:
+                tensors[name] = value
         self.graph.load_state_dict(tensors, strict=True)
 
     def get_arrays(self) -> dict[str, np.ndarray]:
