@@ -124,6 +124,9 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
         weights_file = "merged" + model.backend.weights_suffix
         model.backend.save_weights(str(temporary / weights_file))
         weights = {"file": weights_file, "sha256": file_sha256([str(temporary / weights_file)])}
+        others = sorted(p.name for p in temporary.iterdir() if p.name != weights_file)
+        if others:  # the TF checkpoint a tf graph writes beside its .weights.h5
+            weights["also"] = others
         fresh = graph_class(framework)(model.card.tissue, model.card.cell, model.card.head, seed=12345)
         fresh.load_weights(str(temporary / weights_file))
         checks["weights"] = compare_outputs(expected, fresh.run(*inputs), f"{weights_file} reloaded", tolerance=0.0)
@@ -131,7 +134,13 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
         for name in formats:
             file = EXPORTS[framework][name]
             path = str(temporary / file)
-            got = model.backend.export(name, path, inputs)
+            try:
+                got = model.backend.export(name, path, inputs)
+            except (CheckpointError, ParameterError):
+                raise
+            except Exception as exc:  # exporters and runtimes raise many types; one error naming the export
+                raise CheckpointError(f"{file} ({name}): the export failed: {type(exc).__name__}: "
+                                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
             worst = compare_outputs(expected, got, f"{file} ({name}) reloaded")
             sha = file_sha256([path]) if os.path.isfile(path) else None
             exported[name] = {"file": file, **({"sha256": sha} if sha else {}), "max_difference": worst,

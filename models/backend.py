@@ -52,6 +52,12 @@ class ModelBackend(abc.ABC):
         self.card = card
         self.device = device
 
+    @property
+    @abc.abstractmethod
+    def network(self) -> Any:
+        """The framework's own network (a torch ``nn.Module``, a ``keras.Model``) taking normalised
+        float input: what code that composes models (the merged graph of :mod:`slidescope.merge`) builds on."""
+
     @classmethod
     @abc.abstractmethod
     def resolve_device(cls, device: str) -> str:

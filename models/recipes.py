@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell
     """Train, measure and (``ship``) install the shipped models; returns the figures."""
     from .evaluation import evaluate_slides
     from .loading import SHIPPED_DIR, load_model, save_model
-    from .training import train
+    from .training import RunMismatchError, train
 
     slides = make_slides(work / "slides")
     (work / "runs").mkdir(exist_ok=True)
@@ -85,8 +86,14 @@ def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell
             started = time.perf_counter()
             print(f"{name}: training on {len(slides['train'])} slides ...", file=stream, flush=True)
             run = work / "runs" / name
-            result = train(task, framework, slides["train"], run, val_slides=slides["val"], workers=workers, seed=0,
-                           resume=(run / "state" / "state.json").exists(), **recipe(task, framework))
+            settings = {"val_slides": slides["val"], "workers": workers, "seed": 0, **recipe(task, framework)}
+            try:  # an interrupted run of this recipe continues where it stopped
+                result = train(task, framework, slides["train"], run, resume=(run / "state" / "state.json").exists(),
+                               **settings)
+            except RunMismatchError:  # the run there followed an older recipe: it is this folder's to replace
+                print(f"{name}: {run} was trained with another recipe; starting afresh", file=stream, flush=True)
+                shutil.rmtree(run)
+                result = train(task, framework, slides["train"], run, **settings)
             trained = time.perf_counter() - started
             model = load_model(result.model_dir, device="cpu")
             figures = {"test": evaluate_slides(model, slides["test"]),

@@ -48,13 +48,17 @@ from .sampling import batches_per_epoch
 from .trainer import STATE_SUFFIX, cosine_learning_rate
 from .training_data import TrainingSet, build_training_set
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "RunMismatchError", "train"]
 
 _STATE_VERSION = 1
 
 
 class TrainingError(ModelError):
     """A run that cannot start or continue as asked (a run folder in use, a resume of another configuration)."""
+
+
+class RunMismatchError(TrainingError):
+    """``resume`` asked of a run folder whose run was made with other settings."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,7 @@ def train(task: str, framework: str, slides: Sequence[Any], out: Any, *, val_sli
     saved = _check_run_folder(out_path, resume)
     if saved is not None and saved.get("config_sha256") != config.digest():
         differs = [k for k, v in config.to_dict().items() if saved.get("config", {}).get(k) != (list(v) if isinstance(v, tuple) else v)]
-        raise TrainingError(f"{out_path}: --resume: the run there was made with other settings ({', '.join(differs) or 'its card'}); "
+        raise RunMismatchError(f"{out_path}: --resume: the run there was made with other settings ({', '.join(differs) or 'its card'}); "
                             f"resume with the same settings, or start a new run in another folder")
     model_card = _card(config, card)
     data = build_training_set(model_card, config.slides, val_slides=config.val_slides, annotations=config.annotations,

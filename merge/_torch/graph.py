@@ -1,7 +1,7 @@
 """The merged slide graph in PyTorch: ``tissue``, ``cell`` and ``head`` in one ``nn.Module``.
 
-The parts are the models package's own networks (``TissueNet``, ``CellNet``), built from their
-cards' architectures (padding convention and BatchNorm epsilon included), so a part loaded here
+The parts are the models package's own networks (its torch adapter's ``network``), built from
+their cards' architectures (padding convention and BatchNorm epsilon included), so a part loaded here
 computes exactly what the separately loaded model computes. The arithmetic of the head, the peak
 counting and the pooling is that of :mod:`slidescope.merge.head`.
 """
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slidescope.models._torch.networks import CellNet, TissueNet
+from slidescope.models.registry import backend_class
 
 from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit
 
@@ -63,8 +63,9 @@ class SlideGraph(nn.Module):
 
     def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
         super().__init__()
-        self.tissue = TissueNet(tissue_card.architecture, len(tissue_card.classes), seed=seed)
-        self.cell = CellNet(cell_card.architecture, len(cell_card.classes), seed=seed)
+        adapter = backend_class("torch")  # the models package's own networks, built from the cards
+        self.tissue = adapter(tissue_card, "cpu", seed).network
+        self.cell = adapter(cell_card, "cpu", seed).network
         self.head = SlideHead(head, seed=seed)
         for part, card in (("tissue", tissue_card), ("cell", cell_card)):
             self.register_buffer(f"{part}_mean", torch.tensor(card.input.mean, dtype=torch.float32).view(1, 3, 1, 1),

@@ -93,6 +93,11 @@ class KerasBackend(ModelBackend):
 
         self._predict = predict
 
+    @property
+    def network(self) -> Any:
+        """The functional ``keras.Model`` itself (normalised float input), for code that composes models."""
+        return self.model
+
     @classmethod
     def resolve_device(cls, device: str) -> str:
         """See :meth:`ModelBackend.resolve_device`."""

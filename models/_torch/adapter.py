@@ -50,6 +50,11 @@ class TorchBackend(ModelBackend):
         use_autocast = self._device.type == "cuda" and card.autocast in _AUTOCAST
         self._autocast_dtype = _AUTOCAST[card.autocast] if use_autocast else None
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The ``TissueNet``/``CellNet`` itself (normalised float input), for code that composes models."""
+        return self.net
+
     @classmethod
     def resolve_device(cls, device: str) -> str:
         """``"auto"`` becomes ``"cuda"`` where torch sees a GPU, else ``"cpu"``.

@@ -1,0 +1,1 @@
+"""Keras pieces of merge/: the merged slide graph (Keras and TensorFlow are imported here only)."""
