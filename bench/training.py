@@ -1,7 +1,7 @@
 """Training loader benchmark: does the loader keep the model busy while it trains?
 
 For each model (tissue, cell) and framework (torch, tf), with the settings of the shipped-model
-recipe (``slidescope.models.recipes.recipe``, read at run time: tissue batches of 16 and cell
+recipe (``slidescope.models.recipes.train_settings``, read at run time: tissue batches of 16 and cell
 batches of 8 whole 256 px tiles in Keras and 16 windows of 128 px in torch; the card's defaults;
 augmentation on), on three generated slides (``make_slide(path, 12288, 9216, seed=0..2)``, the
 recipe's training-slide size, cached in ``bench/.data/``), the training set, batch makers and trainer are built as
@@ -138,7 +138,7 @@ def same_batch(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def setup(task: str, framework: str, paths: list[Path]) -> dict[str, Any]:
     """Training set, batch maker and trainer, as ``models.training.train`` / ``_run`` make them."""
-    from slidescope.models.recipes import recipe
+    from slidescope.models.recipes import train_settings
     from slidescope.models.registry import backend_class, trainer_class
     from slidescope.models.sampling import batches_per_epoch
     from slidescope.models.training import TrainConfig, _card, _makers
@@ -146,7 +146,7 @@ def setup(task: str, framework: str, paths: list[Path]) -> dict[str, Any]:
 
     started = time.perf_counter()
     config = TrainConfig(task=task, framework=framework, slides=tuple(os.path.realpath(p) for p in paths),
-                         **recipe(task, framework))
+                         **train_settings(task, framework))
     card = _card(config, None)
     data = build_training_set(card, config.slides, val_slides=config.val_slides, min_tissue=config.min_tissue,
                               seed=config.seed)

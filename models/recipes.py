@@ -24,13 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPES", "FRAMEWORK_RECIPES", "QUALITY", "SLIDES", "SHIFT", "recipe", "make_slides",
+__all__ = ["RECIPES", "FRAMEWORK_RECIPES", "QUALITY", "SLIDES", "SHIFT", "recipe", "train_settings", "make_slides",
            "make_shipped_models", "main"]
 
 #: Training settings per task (``train`` keyword arguments).
 RECIPES: dict[str, dict[str, Any]] = {
     "tissue": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "steps_per_epoch": 40},
-    "cell": {"epochs": 6, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60},
+    "cell": {"epochs": 6, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60,
+             # zoom 0.75-1.25: nuclei of other sizes (another scanner, another tissue) stay familiar
+             "augmentation": {"scale": 0.25}},
 }
 #: Per task and framework, what differs from :data:`RECIPES`: a torch cell model trains on 128 px
 #: windows (a quarter of the pixels a step, so twice the tiles at half the cost); Keras models are
@@ -41,8 +43,18 @@ FRAMEWORK_RECIPES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def recipe(task: str, framework: str) -> dict[str, Any]:
-    """The ``train`` keyword arguments of the shipped ``task`` model in ``framework``."""
+    """The settings of the shipped ``task`` model in ``framework``, as JSON (what its card records)."""
     return {**RECIPES[task], **FRAMEWORK_RECIPES.get((task, framework), {})}
+
+
+def train_settings(task: str, framework: str) -> dict[str, Any]:
+    """:func:`recipe` as ``train`` keyword arguments (the augmentation as an ``Augmentation``)."""
+    from .augment import Augmentation
+
+    settings = recipe(task, framework)
+    if "augmentation" in settings:
+        settings["augmentation"] = Augmentation(**settings["augmentation"])
+    return settings
 #: Generated slides: role -> (seeds, width, height).
 SLIDES = {"train": (range(0, 8), 12288, 9216), "val": (range(100, 102), 12288, 9216),
           "test": (range(200, 206), 16384, 12288), "shifted": (range(300, 306), 16384, 12288)}
@@ -86,7 +98,7 @@ def make_shipped_models(work: Path, *, tasks: tuple[str, ...] = ("tissue", "cell
             started = time.perf_counter()
             print(f"{name}: training on {len(slides['train'])} slides ...", file=stream, flush=True)
             run = work / "runs" / name
-            settings = {"val_slides": slides["val"], "workers": workers, "seed": 0, **recipe(task, framework)}
+            settings = {"val_slides": slides["val"], "workers": workers, "seed": 0, **train_settings(task, framework)}
             try:  # an interrupted run of this recipe continues where it stopped
                 result = train(task, framework, slides["train"], run, resume=(run / "state" / "state.json").exists(),
                                **settings)
