@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from slidescope.wsi.atomic import atomic_path, check_parent
-from slidescope.wsi.errors import OutputExistsError, ParameterError
+from slidescope.wsi.errors import OutputError, OutputExistsError, ParameterError
 
 from .checkpoint import file_sha256
 from .errors import CheckpointError
@@ -77,7 +77,13 @@ def run_onnx(path: str, inputs: tuple[np.ndarray, ...], names: tuple[str, ...]) 
     return dict(zip(names, session.run(None, feeds)))
 
 
-def _check_folder(target: Path, overwrite: bool) -> None:
+def _check_folder(target: Path, overwrite: bool, sources: dict[str, Any]) -> None:
+    resolved = os.path.realpath(target)
+    for role, source in sources.items():
+        path = os.path.realpath(str((source or {}).get("path", "")))
+        if path and (path == resolved or path.startswith(resolved + os.sep)):
+            raise OutputError(f"{target}: --out is (or holds) the {role} source {path}; a merge never writes over "
+                              f"its inputs, choose another --out")
     if not target.exists():
         return
     if not target.is_dir():
@@ -115,7 +121,7 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
         if name not in EXPORTS[framework]:
             raise ParameterError(f"exports: {framework} graphs export {', '.join(EXPORTS[framework])}; got {name!r}")
     target = check_parent(out)
-    _check_folder(target, overwrite)
+    _check_folder(target, overwrite, model.card.sources)
     inputs = sample_inputs(model.card)
     expected = model.backend.run(*inputs)
     checks: dict[str, Any] = {}
