@@ -15,9 +15,11 @@ from slidescope.wsi.errors import ParameterError, SlideError
 
 from .checkpoint import FORMATS, KINDS, Checkpoint, TensorInfo, kind_of_name
 from .errors import CheckpointError, CheckpointNotFoundError, RemapError
+from .merged import MergedCard, SlideModel, load_merged
 from .reading import READ_FORMATS, detect_format, read_checkpoint
 
 __all__ = [
     "SlideError", "ParameterError", "CheckpointError", "CheckpointNotFoundError", "RemapError",
     "Checkpoint", "TensorInfo", "KINDS", "FORMATS", "READ_FORMATS", "kind_of_name", "read_checkpoint", "detect_format",
+    "MergedCard", "SlideModel", "load_merged",
 ]

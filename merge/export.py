@@ -22,7 +22,7 @@ from .checkpoint import file_sha256
 from .errors import CheckpointError
 from .merged import CARD_FILE, MergedCard, SlideModel, graph_class, is_merged_directory
 
-__all__ = ["write_merged", "EXPORT_TOLERANCE", "EXPORTS", "sample_inputs", "run_onnx", "compare_outputs"]
+__all__ = ["write_merged", "EXPORT_TOLERANCE", "EXPORTS", "sample_inputs", "compare_outputs"]
 
 #: Largest difference allowed between an export's outputs and the graph's.
 EXPORT_TOLERANCE = 1e-5
@@ -66,15 +66,6 @@ def compare_outputs(expected: dict[str, np.ndarray], got: dict[str, np.ndarray],
                                   f"(at most {tolerance:g} allowed)")
         worst = max(worst, difference)
     return worst
-
-
-def run_onnx(path: str, inputs: tuple[np.ndarray, ...], names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The outputs of the ONNX file ``path`` on ``inputs`` (onnxruntime on the CPU)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feeds = {spec.name: value for spec, value in zip(session.get_inputs(), inputs)}
-    return dict(zip(names, session.run(None, feeds)))
 
 
 def _check_folder(target: Path, overwrite: bool, sources: dict[str, Any]) -> None:

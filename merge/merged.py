@@ -148,10 +148,26 @@ class SlideModel:
     directory : str or None
     """
 
-    def __init__(self, card: MergedCard, backend: Any, directory: str | None = None) -> None:
+    def __init__(self, card: MergedCard, backend: Any, directory: str | None = None, device: str = "auto") -> None:
         self.card = card
         self.backend = backend
         self.directory = directory
+        self.requested_device = device
+
+    @property
+    def task(self) -> str:
+        return "slide"
+
+    @property
+    def framework(self) -> str:
+        return self.card.framework
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A saved merged model pickles as its directory (Dask tasks carry paths, not weights) and
+        is loaded once per process through :func:`slidescope.models.load_model`'s cache."""
+        if self.directory is None:
+            raise CheckpointError(f"{self!r}: a merged model pickles as its directory; write it first (write_merged)")
+        return (_reload, (self.directory, self.requested_device))
 
     def __repr__(self) -> str:
         return f"<SlideModel {self.card.name!r} ({self.card.framework}, {self.directory or 'in memory'})>"
@@ -197,7 +213,13 @@ class SlideModel:
         return np.ascontiguousarray(tiles)
 
 
-def load_merged(directory: Any, *, check: bool = True) -> SlideModel:
+def _reload(directory: str, device: str) -> SlideModel:
+    from slidescope.models import load_model
+
+    return load_model(directory, device=device)
+
+
+def load_merged(directory: Any, *, device: str = "auto", check: bool = True) -> SlideModel:
     """The merged model in ``directory`` (weights checked against the card's sha256 when ``check``).
 
     Raises
@@ -216,4 +238,4 @@ def load_merged(directory: Any, *, check: bool = True) -> SlideModel:
                               f"damaged after the merge")
     backend = graph_class(card.framework)(card.tissue, card.cell, card.head)
     backend.load_weights(path)
-    return SlideModel(card, backend, directory)
+    return SlideModel(card, backend, directory, device)

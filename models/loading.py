@@ -8,6 +8,7 @@ found by task name: ``load_model("tissue")``, ``load_model("cell", framework="tf
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from slidescope.wsi.validation import parse_choice, parse_non_negative_int, pars
 from .card import CARD_FILE, FRAMEWORKS, TASKS, ModelCard, WeightsSpec, file_sha256
 from .errors import ModelCardError, ModelNotFoundError
 from .model import Model
-from .registry import backend_class
+from .registry import CARD_KINDS, backend_class, card_kind_loader
 
 __all__ = ["SHIPPED_DIR", "DEVICES", "load_model", "save_model", "create_model", "shipped_model_dir",
            "cached_model", "model_from_weights", "clear_model_cache"]
@@ -122,7 +123,9 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
     Returns
     -------
     Model
-        The same object for the same directory, card, framework and device in this process.
+        The same object for the same directory, card, framework and device in this process. A
+        merged slide model directory (``slidescope merge``) gives a
+        :class:`slidescope.merge.SlideModel`, cached the same way.
 
     Raises
     ------
@@ -139,6 +142,13 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
         framework = parse_choice(framework, "framework", FRAMEWORKS, error=ModelCardError)
     device = parse_choice(device, "device", DEVICES)
     directory, framework = _resolve_source(source, framework)
+    kind = _card_kind(directory / CARD_FILE)
+    if kind is not None:  # a merged slide model (slidescope.merge): its own loader, same cache rules
+        key = (str(directory.resolve()), kind, device, _stat(directory / CARD_FILE))
+        cached = _PROCESS_MODELS.get(key)
+        if cached is None:
+            cached = _PROCESS_MODELS.put(key, card_kind_loader(kind)(directory, device=device))
+        return cached
     card = ModelCard.load(directory / CARD_FILE)
     if framework is not None and card.framework != framework:
         raise ModelCardError(
@@ -163,6 +173,24 @@ def load_model(source: Any, *, framework: str | None = None, device: str = "auto
     backend = adapter(card, resolved)
     backend.load_weights(weights)
     return _PROCESS_MODELS.put(key, _model(card, backend, directory=str(directory), requested_device=device))
+
+
+def _card_kind(path: Path) -> str | None:
+    """The registered ``kind`` of a card (:data:`~slidescope.models.registry.CARD_KINDS`), or None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # ModelCard.load reports it, naming the file
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return kind if kind in CARD_KINDS else None
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _file_version(card: ModelCard, directory: Path) -> tuple[int, int] | None:

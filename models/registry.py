@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .backend import ModelBackend
     from .trainer import Trainer
 
-__all__ = ["ADAPTERS", "TRAINERS", "backend_class", "trainer_class"]
+__all__ = ["ADAPTERS", "TRAINERS", "CARD_KINDS", "backend_class", "trainer_class", "card_kind_loader"]
 
 #: framework -> (module, class, the package to install when it is missing).
 ADAPTERS = {
@@ -29,6 +29,19 @@ TRAINERS = {
     "torch": ("slidescope.models._torch.training", "TorchTrainer"),
     "tf": ("slidescope.models._keras.training", "KerasTrainer"),
 }
+
+
+#: Model directories of other kinds that :func:`~slidescope.models.load_model` loads too: the
+#: ``kind`` of their ``card.json`` -> (module, function(directory, device)). The merged slide models
+#: of :mod:`slidescope.merge` are built on this package, so they are named here by module path and
+#: imported only when such a directory is loaded (the dependency stays merge -> models).
+CARD_KINDS = {"slidescope-merged-model": ("slidescope.merge.merged", "load_merged")}
+
+
+def card_kind_loader(kind: str) -> Any:
+    """The loader of model directories whose card has ``"kind": kind`` (see :data:`CARD_KINDS`)."""
+    module_name, function = CARD_KINDS[kind]
+    return getattr(importlib.import_module(module_name), function)
 
 
 def _import(framework: str, module_name: str, class_name: str) -> Any:

@@ -179,7 +179,7 @@ class KerasSlideBackend:
         if name == "onnx":
             import tf2onnx
 
-            from ..export import run_onnx
+            from ..onnx_files import run_onnx
 
             model_proto, _ = tf2onnx.convert.from_function(self._compiled, input_signature=self.signature,
                                                            opset=17, output_path=None)

@@ -220,7 +220,7 @@ class TorchSlideBackend:
             self.export_pt2(path)
             return self.run_pt2(path, inputs)
         if name == "onnx":
-            from ..export import run_onnx
+            from ..onnx_files import run_onnx
 
             self.export_onnx(path)
             return run_onnx(path, inputs, OUTPUTS)

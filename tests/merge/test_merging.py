@@ -155,8 +155,9 @@ def test_write_merged_exports_reload_and_agree(parts, tmp_path):
     expected = model.backend.run(*inputs)
     for name, value in loaded.backend.run(*inputs).items():
         np.testing.assert_array_equal(value, expected[name])
-    onnx_out = __import__("slidescope.merge.export", fromlist=["run_onnx"]).run_onnx(
-        str(out / "model.onnx"), inputs, tuple(expected))
+    from slidescope.merge.onnx_files import run_onnx
+
+    onnx_out = run_onnx(str(out / "model.onnx"), inputs, tuple(expected))
     for name, value in onnx_out.items():
         np.testing.assert_allclose(value, expected[name], atol=1e-5, rtol=0)
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -194,3 +195,21 @@ def test_slide_model_predict_checks_inputs(parts):
         model.predict(coarse, fine, parents + 5)
     with pytest.raises(ParameterError, match="uint8 RGB tiles"):
         model.predict(coarse.astype(np.float32), fine, parents)
+
+
+def test_load_model_loads_a_merged_directory_and_it_pickles_as_its_path(parts, tmp_path):
+    import pickle
+
+    from slidescope.merge import SlideModel
+    from slidescope.models import load_model
+
+    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
+    with pytest.raises(CheckpointError, match="write it first"):
+        pickle.dumps(model)
+    write_merged(model, tmp_path / "m", exports=())
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, SlideModel) and load_model(tmp_path / "m") is loaded
+    assert len(pickle.dumps(loaded)) < 1000 and pickle.loads(pickle.dumps(loaded)) is loaded
+    inputs = sample_inputs(loaded.card)
+    np.testing.assert_array_equal(loaded.backend.run(*inputs)["slide_probs"], model.backend.run(*inputs)["slide_probs"])
