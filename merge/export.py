@@ -124,7 +124,8 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
         others = sorted(p.name for p in temporary.iterdir() if p.name != weights_file)
         if others:  # the TF checkpoint a tf graph writes beside its .weights.h5
             weights["also"] = others
-        fresh = graph_class(framework)(model.card.tissue, model.card.cell, model.card.head, seed=12345)
+        fresh = graph_class(framework)(model.card.tissue, model.card.cell, model.card.head, seed=12345,
+                                       members=model.card.members)
         fresh.load_weights(str(temporary / weights_file))
         checks["weights"] = compare_outputs(expected, fresh.run(*inputs), f"{weights_file} reloaded", tolerance=0.0)
         exported: dict[str, Any] = {}

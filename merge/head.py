@@ -30,10 +30,17 @@ import numpy as np
 from slidescope.wsi.errors import ParameterError
 
 __all__ = ["HeadSpec", "HEAD_LAYERS", "GATE_FLOOR", "head_shapes", "head_forward", "peak_counts", "cell_features",
-           "PARTS"]
+           "PARTS", "member_scopes"]
 
 #: The parts of the merged graph, in order.
 PARTS = ("tissue", "cell", "head")
+def member_scopes(role: str, count: int) -> list[str]:
+    """The scopes of a part's members: ``[role]`` for one model, ``role_0, role_1...`` for an ensemble,
+    whose members' tissue probabilities, logits and embeddings (cell: heatmap and type logits) the
+    graph averages."""
+    return [role] if count == 1 else [f"{role}_{i}" for i in range(count)]
+
+
 #: The smallest gate probability (its log keeps a tile the tissue model rules out from weighing in).
 GATE_FLOOR = 1e-6
 

@@ -4,7 +4,8 @@
 
 - ``framework`` of the merged graph and its ``weights`` (file and sha256);
 - ``parts``: the tissue and cell cards as the graph uses them (architecture, classes, input
-  contract, thresholds), and ``head`` (:class:`~slidescope.merge.head.HeadSpec`) with
+  contract, thresholds), ``members`` (how many models each part averages: an ensemble's members
+  sit under ``tissue_0``, ``tissue_1``...), and ``head`` (:class:`~slidescope.merge.head.HeadSpec`) with
   ``head_trained`` (False until ``slidescope train head`` has trained it);
 - ``sources``: per role, the source's path, format, framework, sha256 and card; ``remap``: per role,
   the rules applied and the whole report;
@@ -59,6 +60,7 @@ class MergedCard:
     cell: Any
     head: HeadSpec
     head_trained: bool = False
+    members: dict[str, int] = field(default_factory=lambda: {"tissue": 1, "cell": 1})
     sources: dict[str, Any] = field(default_factory=dict)
     remap: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, str] | None = None
@@ -73,7 +75,8 @@ class MergedCard:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": MERGED_KIND, "format_version": _FORMAT_VERSION, "name": self.name,
                 "framework": self.framework, "parts": {"tissue": self.tissue.to_dict(), "cell": self.cell.to_dict()},
-                "head": self.head.to_dict(), "head_trained": self.head_trained, "sources": self.sources,
+                "head": self.head.to_dict(), "head_trained": self.head_trained, "members": dict(self.members),
+                "sources": self.sources,
                 "remap": self.remap, "weights": self.weights, "exports": self.exports, "training": self.training,
                 "created": self.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "slidescope_version": self.slidescope_version or slidescope_version()}
@@ -99,6 +102,7 @@ class MergedCard:
                        tissue=ModelCard.from_dict(parts["tissue"], f"{where}: parts.tissue"),
                        cell=ModelCard.from_dict(parts["cell"], f"{where}: parts.cell"),
                        head=HeadSpec.from_dict(data["head"]), head_trained=bool(data.get("head_trained", False)),
+                       members=_members(data.get("members", {"tissue": 1, "cell": 1})),
                        sources=dict(data.get("sources") or {}), remap=dict(data.get("remap") or {}),
                        weights=data.get("weights"), exports=dict(data.get("exports") or {}),
                        training=dict(data.get("training") or {}), created=str(data.get("created", "")),
@@ -122,6 +126,13 @@ class MergedCard:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot read the merged card: {exc}") from None
         return cls.from_dict(data, str(path))
+
+
+def _members(data: Any) -> dict[str, int]:
+    if not isinstance(data, dict) or set(data) != {"tissue", "cell"} or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in data.values()):
+        raise ValueError(f"members: expected {{'tissue': n, 'cell': m}} with 1..64 models each, got {data!r}")
+    return dict(data)
 
 
 def graph_class(framework: str) -> Any:
@@ -236,6 +247,6 @@ def load_merged(directory: Any, *, device: str = "auto", check: bool = True) -> 
     if check and file_sha256([path]) != card.weights["sha256"]:
         raise CheckpointError(f"{path}: its sha256 is not the one card.json records; the weights were changed or "
                               f"damaged after the merge")
-    backend = graph_class(card.framework)(card.tissue, card.cell, card.head)
+    backend = graph_class(card.framework)(card.tissue, card.cell, card.head, members=card.members)
     backend.load_weights(path)
     return SlideModel(card, backend, directory, device)

@@ -20,7 +20,7 @@ import numpy as np
 from slidescope.wsi.errors import ParameterError
 
 from .errors import RemapError
-from .head import HeadSpec
+from .head import HeadSpec, member_scopes
 from .merged import MergedCard, SlideModel, graph_class, is_merged_directory
 from .checkpoint import Checkpoint
 from .remap import RegexRule, Remap, port
@@ -51,6 +51,21 @@ def part_card(source: Source, target: str) -> Any:
     """The card a part has inside a ``target`` graph: the source's, in the target framework
     (architecture kept: padding and epsilon travel with the weights)."""
     return source.card.replace(framework=target, weights=None)
+
+
+def _member_card(role: str, sources: list[Source], target: str) -> Any:
+    """The card of a part (the first member's, in the target framework); an ensemble's members must
+    agree on everything but their weights and names."""
+    cards = [part_card(source, target) for source in sources]
+    keys = ("architecture", "input", "classes", "thresholds", "cascade_class")
+    first = {key: cards[0].to_dict()[key] for key in keys}
+    for source, card in zip(sources[1:], cards[1:]):
+        other = {key: card.to_dict()[key] for key in keys}
+        differ = [key for key in keys if other[key] != first[key]]
+        if differ:
+            raise ParameterError(f"{source.path}: an ensemble's {role} models must share {', '.join(keys)}; it differs "
+                                 f"from {sources[0].path} in {', '.join(differ)}")
+    return cards[0]
 
 
 def _head_source(head: Any) -> tuple[Checkpoint, HeadSpec, dict[str, Any]]:
@@ -101,9 +116,13 @@ def merge_models(tissue: Any, cell: Any, *, target: str = "torch", head: Any = N
     options = options or MergeOptions()
     if target not in ("torch", "tf"):
         raise ParameterError(f"target: expected torch or tf, got {target!r}")
-    sources = {"tissue": open_source(tissue, "tissue", options.cards.get("tissue")),
-               "cell": open_source(cell, "cell", options.cards.get("cell"))}
-    cards = {role: part_card(source, target) for role, source in sources.items()}
+    members: dict[str, list[Source]] = {}
+    for role, given in (("tissue", tissue), ("cell", cell)):
+        paths = [given] if isinstance(given, (str, os.PathLike)) else list(given)
+        if not paths:
+            raise ParameterError(f"{role}: expected at least one model or checkpoint, got none")
+        members[role] = [open_source(path, role, options.cards.get(role)) for path in paths]
+    cards = {role: _member_card(role, sources, target) for role, sources in members.items()}
     head_checkpoint, head_spec, head_description = None, None, None
     if head is not None:
         head_checkpoint, head_spec, head_description = _head_source(head)
@@ -113,49 +132,54 @@ def merge_models(tissue: Any, cell: Any, *, target: str = "torch", head: Any = N
         raise ParameterError(f"{head}: its head takes {spec.embedding} tissue features and {spec.cell_types} cell types; "
                              f"these parts give {cards['tissue'].architecture.widths[-1]} and "
                              f"{len(cards['cell'].classes)}")
-    backend = graph_class(target)(cards["tissue"], cards["cell"], spec, seed=seed)
+    counts = {role: len(sources) for role, sources in members.items()}
+    backend = graph_class(target)(cards["tissue"], cards["cell"], spec, seed=seed, members=counts)
     infos = backend.target_infos()
     separator = "." if target == "torch" else "/"
     arrays: dict[str, np.ndarray] = {}
     reports: dict[str, RemapReport] = {}
     extra = Remap(tuple(options.rules), ignore=tuple(options.ignore))
-    for role, source in sources.items():
-        scoped = [info for info in infos if info.name.startswith(role + separator)]
-        remap = default_remap(source, target)
-        if options.rules or options.ignore:
-            remap = extra + remap
-        allow = tuple(options.allow_missing) + ((r"\.num_batches_tracked$",) if target == "torch" else ())
-        try:
-            mapping, report = plan(source.checkpoint, remap, scoped, allow_missing=allow, strict=not options.lenient,
-                                   source_name=source.path, target_name=f"{target} graph, scope {role}")
-        except RemapError as exc:
-            raise RemapError(f"{role} part: {exc}", exc.report) from None
-        reports[role] = report
-        arrays.update(apply_plan(source.checkpoint, mapping, scoped))
-        source.checkpoint.close()
+    described: dict[str, Any] = {}
+    for role, sources in members.items():
+        for scope, source in zip(member_scopes(role, len(sources)), sources):
+            scoped = [info for info in infos if info.name.startswith(scope + separator)]
+            remap = default_remap(source, target, scope)
+            if options.rules or options.ignore:
+                remap = extra + remap
+            allow = tuple(options.allow_missing) + ((r"\.num_batches_tracked$",) if target == "torch" else ())
+            try:
+                mapping, report = plan(source.checkpoint, remap, scoped, allow_missing=allow,
+                                       strict=not options.lenient, source_name=source.path,
+                                       target_name=f"{target} graph, scope {scope}")
+            except RemapError as exc:
+                raise RemapError(f"{scope} part: {exc}", exc.report) from None
+            reports[scope] = report
+            arrays.update(apply_plan(source.checkpoint, mapping, scoped))
+            described[scope] = source.describe()
+            source.checkpoint.close()
     if head_checkpoint is not None:
         scoped = [info for info in infos if info.name.startswith("head" + separator)]
         remap = port(head_checkpoint.framework, target) if head_checkpoint.framework != target else Remap()
         mapping, reports["head"] = plan(head_checkpoint, remap, scoped, source_name=os.fspath(head),
                                         target_name=f"{target} graph, scope head")
         arrays.update(apply_plan(head_checkpoint, mapping, scoped))
+        described["head"] = head_description
     else:
         arrays.update({k: v for k, v in backend.get_arrays().items() if k.startswith("head" + separator)})
     backend.load_arrays(arrays)
     card = MergedCard(name=name, framework=target, tissue=cards["tissue"], cell=cards["cell"], head=spec,
-                      head_trained=head_checkpoint is not None,
-                      sources={**{role: s.describe() for role, s in sources.items()},
-                               **({"head": head_description} if head_description else {})},
-                      remap={role: r.to_dict() for role, r in reports.items()})
+                      head_trained=head_checkpoint is not None, members=counts, sources=described,
+                      remap={scope: r.to_dict() for scope, r in reports.items()})
     model = SlideModel(card, backend)
-    verified = verify_parts(model, sources, strict=not options.lenient)
+    verified = verify_parts(model, members, strict=not options.lenient)
     model.card = card.replace(training={**card.training, "verified_against_sources": verified})
     return model, reports
 
 
-def verify_parts(model: SlideModel, sources: dict[str, Source], *, strict: bool = True) -> dict[str, Any]:
-    """Run each source that is a model directory alone and its part in the merged graph on the same
-    sample tiles: tissue logits and nuclei counts must agree (:data:`PART_TOLERANCE`).
+def verify_parts(model: SlideModel, members: dict[str, list[Source]], *, strict: bool = True) -> dict[str, Any]:
+    """Run each part's sources alone and the part in the merged graph on the same sample tiles: tissue
+    logits (an ensemble: the mean of its members') and nuclei counts (an ensemble: peaks of the mean
+    heatmap and type logits) must agree (:data:`PART_TOLERANCE`).
 
     Returns per role the largest difference found, or why the check could not run (a source that
     is a bare checkpoint, or whose framework is not installed here); with ``strict`` False, a part
@@ -164,7 +188,7 @@ def verify_parts(model: SlideModel, sources: dict[str, Source], *, strict: bool 
     Raises
     ------
     CheckpointError
-        A part computes something else than its source: a wrong padding convention or BatchNorm
+        A part computes something else than its sources: a wrong padding convention or BatchNorm
         epsilon, a layout converted wrongly, tensors mixed up.
     """
     from slidescope.models import FrameworkError, load_model
@@ -176,33 +200,39 @@ def verify_parts(model: SlideModel, sources: dict[str, Source], *, strict: bool 
     coarse, fine, parents, valid = sample_inputs(model.card)
     merged = model.backend.run(coarse, fine, parents, valid)
     results: dict[str, Any] = {}
-    for role, source in sources.items():
-        if not source.from_directory:
+    for role, sources in members.items():
+        if not all(source.from_directory for source in sources):
             results[role] = "not checked: a bare checkpoint has no model to run alone"
             continue
         try:
-            alone = load_model(source.path, device="cpu")
+            alone = [load_model(source.path, device="cpu") for source in sources]
         except FrameworkError as exc:
             results[role] = f"not checked: {exc}"
             continue
-        tolerance = PART_TOLERANCE["same" if alone.framework == model.card.framework else "across"]
+        same = all(m.framework == model.card.framework for m in alone)
+        tolerance = PART_TOLERANCE["same" if same and len(alone) == 1 else "across"]
         if role == "tissue":
-            expected, got, what = alone.backend.run(coarse)["logits"], merged["tissue_logits"], "tissue logits"
+            expected = np.mean(np.stack([m.backend.run(coarse)["logits"] for m in alone]), axis=0)
+            got, what = merged["tissue_logits"], "tissue logits"
         else:
-            raw = alone.backend.run(fine)
+            raws = [m.backend.run(fine) for m in alone]
+            heat = np.mean(np.stack([raw["heatmap"] for raw in raws]), axis=0)
+            types = np.mean(np.stack([raw["types"] for raw in raws]), axis=0)
             thresholds = model.card.cell.thresholds
-            expected = peak_counts(raw["heatmap"], raw["types"], threshold=float(thresholds["nucleus_score"]),
+            expected = peak_counts(heat, types, threshold=float(thresholds["nucleus_score"]),
                                    min_distance_px=float(thresholds["min_distance_um"]) / model.card.cell.input.mpp)
             got, what = merged["cell_counts"], "nuclei counts"
             tolerance = 0.0 if tolerance == 0.0 else 1.0  # a peak on the threshold may flip across frameworks
         difference = float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(expected, np.float64))))
         if not difference <= tolerance:
-            message = (f"{role} part: the merged graph's {what} differ from {source.path} run alone by "
+            names = ", ".join(source.path for source in sources)
+            message = (f"{role} part: the merged graph's {what} differ from {names} run alone by "
                        f"{difference:.3g} (at most {tolerance:g} allowed): the part does not compute what its source "
                        f"computes (padding convention, BatchNorm epsilon, a tensor layout, or tensors left out)")
             if strict:
                 raise CheckpointError(message)
             results[role] = {"error": message, "max_difference": difference, "tolerance": tolerance}
             continue
-        results[role] = {"max_difference": difference, "tolerance": tolerance, "framework": alone.framework}
+        results[role] = {"max_difference": difference, "tolerance": tolerance,
+                         "framework": ",".join(sorted({m.framework for m in alone})), "members": len(alone)}
     return results

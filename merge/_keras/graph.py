@@ -15,7 +15,7 @@ import numpy as np
 
 from slidescope.models.registry import backend_class
 
-from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit
+from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit, member_scopes
 
 __all__ = ["KerasSlideBackend", "OUTPUTS"]
 
@@ -46,20 +46,25 @@ class KerasSlideBackend:
     framework = "tf"
     weights_suffix = ".weights.h5"
 
-    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
+    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0,
+                 members: dict[str, int] | None = None) -> None:
         adapter = backend_class("tf")  # the models package's own networks, built from the cards
         import keras  # imported (on the TensorFlow backend) by the adapter above
         import tensorflow as tf
 
         self._keras, self._tf = keras, tf
         self.cards = {"tissue": tissue_card, "cell": cell_card}
-        with keras.name_scope("tissue"):  # variable paths tissue/block1_conv1/kernel...
-            tissue = adapter(tissue_card, "cpu", seed).network
-        with keras.name_scope("cell"):
-            cell = adapter(cell_card, "cpu", seed).network
+        members = {"tissue": 1, "cell": 1, **(members or {})}
+        self.parts = {}
+        for role, card in (("tissue", tissue_card), ("cell", cell_card)):
+            for scope in member_scopes(role, members[role]):
+                with keras.name_scope(scope):  # variable paths tissue/block1_conv1/kernel...
+                    self.parts[scope] = adapter(card, "cpu", seed).network
         with keras.name_scope("head"):
             head_net = _head_model(keras, head, seed)
-        self.parts = {"tissue": tissue, "cell": cell, "head": head_net}
+        self.parts["head"] = head_net
+        tissue_parts = [self.parts[s] for s in member_scopes("tissue", members["tissue"])]
+        cell_parts = [self.parts[s] for s in member_scopes("cell", members["cell"])]
         self._variables = {f"{role}/{layer.name}/{v.name}": v for role, part in self.parts.items()
                            for layer in part.layers for v in layer.weights}
         gate_index = tissue_card.class_names.index(tissue_card.cascade_class)
@@ -76,16 +81,25 @@ class KerasSlideBackend:
 
         def forward(coarse: Any, fine: Any, parents: Any, valid: Any) -> dict[str, Any]:
             x = (tf.cast(coarse, tf.float32) - t_mean) / t_std
-            tissue_out = tissue(x, training=False)
-            logits = tissue_out["logits"]
-            tissue_probs = tf.nn.softmax(logits, axis=1)
-            embedding = tf.reduce_mean(tissue_out["features"], axis=[1, 2])
+            tissue_outs = [part(x, training=False) for part in tissue_parts]
+            if len(tissue_outs) == 1:
+                logits = tissue_outs[0]["logits"]
+                tissue_probs = tf.nn.softmax(logits, axis=1)
+                embedding = tf.reduce_mean(tissue_outs[0]["features"], axis=[1, 2])
+            else:  # an ensemble, averaged as the torch graph averages it
+                logits = tf.reduce_mean(tf.stack([o["logits"] for o in tissue_outs]), axis=0)
+                tissue_probs = tf.reduce_mean(tf.stack([tf.nn.softmax(o["logits"], axis=1) for o in tissue_outs]), axis=0)
+                embedding = tf.reduce_mean(tf.stack([tf.reduce_mean(o["features"], axis=[1, 2]) for o in tissue_outs]),
+                                           axis=0)
             y = (tf.cast(fine, tf.float32) - c_mean) / c_std
-            cell_out = cell(y, training=False)
-            heat = cell_out["heatmap"]
+            cell_outs = [part(y, training=False) for part in cell_parts]
+            heat = tf.reduce_mean(tf.stack([o["heatmap"] for o in cell_outs]), axis=0) if len(cell_outs) > 1 \
+                else cell_outs[0]["heatmap"]
+            type_logits = tf.reduce_mean(tf.stack([o["types"] for o in cell_outs]), axis=0) if len(cell_outs) > 1 \
+                else cell_outs[0]["types"]
             local = tf.nn.max_pool2d(heat[..., None], 2 * radius + 1, 1, "SAME")[..., 0]
             peaks = tf.cast(tf.logical_and(tf.equal(heat, local), heat >= floor), tf.float32)
-            kinds = tf.one_hot(tf.argmax(cell_out["types"], axis=-1), types, dtype=tf.float32)
+            kinds = tf.one_hot(tf.argmax(type_logits, axis=-1), types, dtype=tf.float32)
             counts = tf.reduce_sum(peaks[..., None] * kinds, axis=[1, 2])
             pooled = tf.math.unsorted_segment_sum(counts * valid[:, None], parents, tf.shape(coarse)[0])
             cells = tf.math.log(pooled + 1.0)  # log1p has no ONNX op (tf2onnx); counts are >= 0, so no precision lost

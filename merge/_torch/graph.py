@@ -19,7 +19,7 @@ from torch import nn
 
 from slidescope.models.registry import backend_class
 
-from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit
+from ..head import GATE_FLOOR, HEAD_LAYERS, HeadSpec, _logit, member_scopes
 
 __all__ = ["SlideHead", "SlideGraph", "TorchSlideBackend", "OUTPUTS"]
 
@@ -61,11 +61,14 @@ class SlideGraph(nn.Module):
     :data:`OUTPUTS`: ``(K,)``, ``(Nc,)``, ``(Nc, Kt)`` twice (probabilities, logits), ``(Nf, T)``, ``(Nc, T)``.
     """
 
-    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
+    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0,
+                 members: dict[str, int] | None = None) -> None:
         super().__init__()
         adapter = backend_class("torch")  # the models package's own networks, built from the cards
-        self.tissue = adapter(tissue_card, "cpu", seed).network
-        self.cell = adapter(cell_card, "cpu", seed).network
+        self.members = {"tissue": 1, "cell": 1, **(members or {})}
+        for role, card in (("tissue", tissue_card), ("cell", cell_card)):
+            for scope in member_scopes(role, self.members[role]):
+                setattr(self, scope, adapter(card, "cpu", seed).network)
         self.head = SlideHead(head, seed=seed)
         for part, card in (("tissue", tissue_card), ("cell", cell_card)):
             self.register_buffer(f"{part}_mean", torch.tensor(card.input.mean, dtype=torch.float32).view(1, 3, 1, 1),
@@ -81,11 +84,22 @@ class SlideGraph(nn.Module):
     def forward(self, coarse: torch.Tensor, fine: torch.Tensor, parents: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = (coarse.permute(0, 3, 1, 2).float() - self.tissue_mean) / self.tissue_std
-        features, logits = self.tissue(x)
-        tissue_probs = torch.softmax(logits, dim=1)
-        embedding = features.mean(dim=(2, 3))
+        tissue = [getattr(self, scope)(x) for scope in member_scopes("tissue", self.members["tissue"])]
+        if len(tissue) == 1:
+            features, logits = tissue[0]
+            tissue_probs = torch.softmax(logits, dim=1)
+            embedding = features.mean(dim=(2, 3))
+        else:  # an ensemble: probabilities, logits and embeddings averaged over its members
+            logits = torch.stack([out[1] for out in tissue]).mean(dim=0)
+            tissue_probs = torch.stack([torch.softmax(out[1], dim=1) for out in tissue]).mean(dim=0)
+            embedding = torch.stack([out[0].mean(dim=(2, 3)) for out in tissue]).mean(dim=0)
         y = (fine.permute(0, 3, 1, 2).float() - self.cell_mean) / self.cell_std
-        heat, types, _ = self.cell(y)
+        cell = [getattr(self, scope)(y) for scope in member_scopes("cell", self.members["cell"])]
+        if len(cell) == 1:
+            heat, types, _ = cell[0]
+        else:  # heatmap and type logits averaged, then one peak search
+            heat = torch.stack([out[0] for out in cell]).mean(dim=0)
+            types = torch.stack([out[1] for out in cell]).mean(dim=0)
         local = F.max_pool2d(heat[:, None], 2 * self.peak_radius + 1, stride=1, padding=self.peak_radius)[:, 0]
         peaks = ((heat == local) & (heat >= self.peak_floor)).float()
         kinds = F.one_hot(types.argmax(dim=1), self.cell_types).float()
@@ -112,8 +126,9 @@ class TorchSlideBackend:
     framework = "torch"
     weights_suffix = ".safetensors"
 
-    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0) -> None:
-        self.graph = SlideGraph(tissue_card, cell_card, head, seed=seed).eval()
+    def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0,
+                 members: dict[str, int] | None = None) -> None:
+        self.graph = SlideGraph(tissue_card, cell_card, head, seed=seed, members=members).eval()
 
     # -- weights ------------------------------------------------------------------------------------
 

@@ -213,3 +213,35 @@ def test_load_model_loads_a_merged_directory_and_it_pickles_as_its_path(parts, t
     assert len(pickle.dumps(loaded)) < 1000 and pickle.loads(pickle.dumps(loaded)) is loaded
     inputs = sample_inputs(loaded.card)
     np.testing.assert_array_equal(loaded.backend.run(*inputs)["slide_probs"], model.backend.run(*inputs)["slide_probs"])
+
+
+@pytest.mark.parametrize("target", ["torch", "tf"])
+def test_ensembles_average_their_members(parts, tmp_path, target):
+    from conftest import train_part
+
+    pytest.importorskip("keras") if target == "tf" else None
+    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    second = train_part(tmp_path, "tissue", "torch", seed=5)
+    model, reports = merge_models([tissue["dir"], second["dir"]], cell["dir"], target=target)
+    assert set(reports) == {"tissue_0", "tissue_1", "cell"} and model.card.members == {"tissue": 2, "cell": 1}
+    separator = "." if target == "torch" else "/"
+    names = {info.name.split(separator)[0] for info in model.backend.target_infos()}
+    assert names == {"tissue_0", "tissue_1", "cell", "head"}
+    coarse, fine, parents, valid = sample_inputs(model.card, seed=2)
+    out = model.backend.run(coarse, fine, parents, valid)
+    expected = (alone(tissue["dir"], coarse=coarse) + alone(second["dir"], coarse=coarse)) / 2
+    np.testing.assert_allclose(out["tissue_logits"], expected, atol=1e-5, rtol=0)
+    assert model.card.training["verified_against_sources"]["tissue"]["members"] == 2
+    write_merged(model, tmp_path / "ensemble", exports=())
+    loaded = load_merged(tmp_path / "ensemble")
+    assert loaded.card.members == {"tissue": 2, "cell": 1}
+    np.testing.assert_array_equal(loaded.backend.run(coarse, fine, parents, valid)["tissue_logits"], out["tissue_logits"])
+
+
+def test_ensemble_members_must_agree(parts, tmp_path):
+    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    from slidescope.models.loading import SHIPPED_DIR
+    from slidescope.wsi.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="an ensemble's tissue models must share"):
+        merge_models([tissue["dir"], SHIPPED_DIR / "tissue-torch"], cell["dir"], target="torch")

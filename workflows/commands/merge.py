@@ -121,8 +121,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "state_dict/module. unwrapped, names and layouts ported across frameworks); every name, shape "
                     "and dtype is checked and the report printed. Writes one merged checkpoint and card, and the "
                     "exports (torch: .pt2 and ONNX; tf: SavedModel and ONNX), each reloaded and checked.")
-    merge.add_argument("--tissue", required=True, metavar="M", help="the tissue model: a model directory or a checkpoint")
-    merge.add_argument("--cell", required=True, metavar="M", help="the cell model: a model directory or a checkpoint")
+    merge.add_argument("--tissue", required=True, nargs="+", metavar="M",
+                       help="the tissue model: a model directory or a checkpoint; several make an ensemble (averaged)")
+    merge.add_argument("--cell", required=True, nargs="+", metavar="M",
+                       help="the cell model: a model directory or a checkpoint; several make an ensemble (averaged)")
     merge.add_argument("--head", metavar="M", help="a merged model directory whose trained head to take")
     merge.add_argument("--target", choices=("torch", "tf"), required=True, help="framework of the merged graph")
     merge.add_argument("--out", required=True, help="the merged model directory to write (its last level is created)")
