@@ -30,9 +30,11 @@ __all__ = ["RECIPES", "FRAMEWORK_RECIPES", "QUALITY", "SLIDES", "SHIFT", "recipe
 #: Training settings per task (``train`` keyword arguments).
 RECIPES: dict[str, dict[str, Any]] = {
     "tissue": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "steps_per_epoch": 40},
-    "cell": {"epochs": 6, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60,
-             # zoom 0.75-1.25: nuclei of other sizes (another scanner, another tissue) stay familiar
-             "augmentation": {"scale": 0.25}},
+    "cell": {"epochs": 8, "batch_size": 8, "lr": 3e-3, "steps_per_epoch": 60,
+             # stronger stain jitter than the default (0.08): the shifted slides' stain moves far. Zoom
+             # stays at +-10 %: nucleus size tells tumour from normal nuclei, and a zoom of +-25 % made
+             # type accuracy fall to chance (measured: 0.52 after 3 epochs, 0.97 without it)
+             "augmentation": {"hed_sigma": 0.12, "hed_bias": 0.12}},
 }
 #: Per task and framework, what differs from :data:`RECIPES`: a torch cell model trains on 128 px
 #: windows (a quarter of the pixels a step, so twice the tiles at half the cost); Keras models are
