@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint
 from .reading import read_checkpoint
 from .remap import Remap, add_scope, drop_training_state, port, strip_module, unwrap
 
-__all__ = ["Source", "open_source", "default_remap", "WRAPPERS", "ROLES"]
+__all__ = ["Source", "open_source", "default_remap", "standard_remap", "WRAPPERS", "ROLES"]
 
 #: Keys a torch file nests its state dict under (checked in this order).
 WRAPPERS = ("state_dict", "model_state_dict", "model", "ema", "net", "network")
@@ -123,18 +123,25 @@ def _wrapper(checkpoint: Checkpoint) -> str | None:
     return None
 
 
-def default_remap(source: Source, target_framework: str, scope: str | None = None) -> Remap:
-    """The usual remap of ``source`` into a ``target_framework`` graph under ``scope`` (the role by default)."""
+def standard_remap(checkpoint: Checkpoint, framework: str, target_framework: str, scope: str) -> Remap:
+    """What a person would write for ``checkpoint`` (names and layouts of ``framework``) going under
+    ``scope`` of a ``target_framework`` graph: drop optimiser state and counters, unwrap a torch
+    file's state dict and strip ``module.``, port when the frameworks differ, add the scope."""
     remap = drop_training_state()
-    if source.framework == "torch":
-        key = _wrapper(source.checkpoint)
+    if framework == "torch":
+        key = _wrapper(checkpoint)
         if key is not None:
             remap = remap + unwrap(key)
-        names = [info.name for info in source.checkpoint.infos if info.kind in ("weight", "buffer")]
+        names = [info.name for info in checkpoint.infos if info.kind in ("weight", "buffer")]
         if key is not None:
             names = [name[len(key) + 1:] for name in names]
         if any(name.startswith("module.") for name in names):  # DataParallel's prefix
             remap = remap + strip_module()
-    if source.framework != target_framework:
-        remap = remap + port(source.framework, target_framework)
-    return remap + add_scope(scope or source.role, target_framework)
+    if framework != target_framework:
+        remap = remap + port(framework, target_framework)
+    return remap + add_scope(scope, target_framework)
+
+
+def default_remap(source: Source, target_framework: str, scope: str | None = None) -> Remap:
+    """The usual remap of ``source`` into a ``target_framework`` graph under ``scope`` (the role by default)."""
+    return standard_remap(source.checkpoint, source.framework, target_framework, scope or source.role)
