@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tiling.py --setup-peer
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/merge.py
 
 # Trains the shipped models from generated slides (seeded; about an hour on 2 CPU cores) into
 # models/shipped/; the demo and the tests need none of this.

@@ -29,7 +29,7 @@ __all__ = ["write_checkpoint", "WRITE_FORMATS", "TF_GROUP_BYTES"]
 #: Formats :func:`write_checkpoint` writes.
 WRITE_FORMATS = ("safetensors", "torch", "tf")
 #: A TensorFlow checkpoint is saved in groups of at most this many bytes, then merged.
-TF_GROUP_BYTES = 256 << 20
+TF_GROUP_BYTES = 32 << 20
 #: numpy dtype name -> safetensors code.
 _SAFETENSORS_CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
                       "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
@@ -70,7 +70,12 @@ def _write_safetensors(path: str, entries: Sequence[Entry], metadata: dict[str, 
 def _write_torch(path: str, entries: Sequence[Entry]) -> None:
     import torch
 
-    state = {info.name: torch.from_numpy(np.array(_checked(info, load))) for info, load in entries}
+    # No copies: a tensor read from a torch file is a view of its memory-mapped storage, and
+    # torch.save writes from it; only transformed tensors (ported layouts) take new memory.
+    state = {}
+    for info, load in entries:
+        array = _checked(info, load)
+        state[info.name] = torch.from_numpy(array if array.flags.writeable else array.copy())
     torch.save(state, path)
 
 
@@ -89,7 +94,7 @@ def _write_tf(prefix: str, entries: Sequence[Entry]) -> None:
     prefixes = []
     for number, group in enumerate(groups):
         part = f"{prefix}_part{number}"
-        tensors = [tf.constant(_checked(info, load)) for info, load in group]
+        tensors = [tf.constant(_checked(info, load)) for info, load in group]  # one numpy copy alive at a time
         tf.raw_ops.SaveV2(prefix=part, tensor_names=[info.name for info, _ in group],
                           shape_and_slices=[""] * len(group), tensors=tensors)
         del tensors
