@@ -79,34 +79,40 @@ class KerasSlideBackend:
                           tf.TensorSpec([None], tf.int64, name="parents"),
                           tf.TensorSpec([None], tf.float32, name="valid")]
 
-        def forward(coarse: Any, fine: Any, parents: Any, valid: Any) -> dict[str, Any]:
+        def tissue_part(coarse: Any) -> tuple[Any, Any, Any]:
             x = (tf.cast(coarse, tf.float32) - t_mean) / t_std
-            tissue_outs = [part(x, training=False) for part in tissue_parts]
-            if len(tissue_outs) == 1:
-                logits = tissue_outs[0]["logits"]
-                tissue_probs = tf.nn.softmax(logits, axis=1)
-                embedding = tf.reduce_mean(tissue_outs[0]["features"], axis=[1, 2])
-            else:  # an ensemble, averaged as the torch graph averages it
-                logits = tf.reduce_mean(tf.stack([o["logits"] for o in tissue_outs]), axis=0)
-                tissue_probs = tf.reduce_mean(tf.stack([tf.nn.softmax(o["logits"], axis=1) for o in tissue_outs]), axis=0)
-                embedding = tf.reduce_mean(tf.stack([tf.reduce_mean(o["features"], axis=[1, 2]) for o in tissue_outs]),
-                                           axis=0)
+            outs = [part(x, training=False) for part in tissue_parts]
+            if len(outs) == 1:
+                logits = outs[0]["logits"]
+                return logits, tf.nn.softmax(logits, axis=1), tf.reduce_mean(outs[0]["features"], axis=[1, 2])
+            # an ensemble, averaged as the torch graph averages it
+            logits = tf.reduce_mean(tf.stack([o["logits"] for o in outs]), axis=0)
+            probs = tf.reduce_mean(tf.stack([tf.nn.softmax(o["logits"], axis=1) for o in outs]), axis=0)
+            embedding = tf.reduce_mean(tf.stack([tf.reduce_mean(o["features"], axis=[1, 2]) for o in outs]), axis=0)
+            return logits, probs, embedding
+
+        def cell_part(fine: Any) -> Any:
             y = (tf.cast(fine, tf.float32) - c_mean) / c_std
-            cell_outs = [part(y, training=False) for part in cell_parts]
-            heat = tf.reduce_mean(tf.stack([o["heatmap"] for o in cell_outs]), axis=0) if len(cell_outs) > 1 \
-                else cell_outs[0]["heatmap"]
-            type_logits = tf.reduce_mean(tf.stack([o["types"] for o in cell_outs]), axis=0) if len(cell_outs) > 1 \
-                else cell_outs[0]["types"]
+            outs = [part(y, training=False) for part in cell_parts]
+            heat = tf.reduce_mean(tf.stack([o["heatmap"] for o in outs]), axis=0) if len(outs) > 1 else outs[0]["heatmap"]
+            type_logits = tf.reduce_mean(tf.stack([o["types"] for o in outs]), axis=0) if len(outs) > 1 \
+                else outs[0]["types"]
             local = tf.nn.max_pool2d(heat[..., None], 2 * radius + 1, 1, "SAME")[..., 0]
             peaks = tf.cast(tf.logical_and(tf.equal(heat, local), heat >= floor), tf.float32)
             kinds = tf.one_hot(tf.argmax(type_logits, axis=-1), types, dtype=tf.float32)
-            counts = tf.reduce_sum(peaks[..., None] * kinds, axis=[1, 2])
+            return tf.reduce_sum(peaks[..., None] * kinds, axis=[1, 2])
+
+        def forward(coarse: Any, fine: Any, parents: Any, valid: Any) -> dict[str, Any]:
+            logits, tissue_probs, embedding = tissue_part(coarse)
+            counts = cell_part(fine)
             pooled = tf.math.unsorted_segment_sum(counts * valid[:, None], parents, tf.shape(coarse)[0])
             cells = tf.math.log(pooled + 1.0)  # log1p has no ONNX op (tf2onnx); counts are >= 0, so no precision lost
             out = head_net([tf.concat([embedding, cells], axis=1), tissue_probs[:, gate_index]], training=False)
             return {"slide_probs": out["slide_probs"], "attention": out["attention"], "tissue_probs": tissue_probs,
                     "tissue_logits": logits, "cell_counts": counts, "cell_features": cells}
 
+        self._tissue_part = tf.function(tissue_part, input_signature=self.signature[:1])
+        self._cell_part = tf.function(cell_part, input_signature=self.signature[1:2])
         self._forward = forward
         self._compiled = tf.function(forward, input_signature=self.signature)
 
@@ -175,6 +181,26 @@ class KerasSlideBackend:
         out = self._compiled(tf.constant(coarse), tf.constant(fine), tf.constant(np.asarray(parents, np.int64)),
                              tf.constant(np.asarray(valid, np.float32)))
         return {name: out[name].numpy() for name in OUTPUTS}
+
+    def part_outputs(self, coarse: np.ndarray | None = None, fine: np.ndarray | None = None,
+                     chunk: int = 32) -> dict[str, np.ndarray]:
+        """The parts alone, in chunks (see the torch backend's ``part_outputs``)."""
+        out: dict[str, list[np.ndarray]] = {}
+        for start in range(0, 0 if coarse is None else len(coarse), chunk):
+            logits, probs, embedding = self._tissue_part(self._tf.constant(coarse[start:start + chunk]))
+            for key, value in (("tissue_logits", logits), ("tissue_probs", probs), ("embedding", embedding)):
+                out.setdefault(key, []).append(value.numpy())
+        for start in range(0, 0 if fine is None else len(fine), chunk):
+            out.setdefault("cell_counts", []).append(self._cell_part(self._tf.constant(fine[start:start + chunk])).numpy())
+        return {key: np.concatenate(values) for key, values in out.items()}
+
+    def set_head(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replace the head's tensors, given in torch names and layouts (``project.weight``...)."""
+        converted = {}
+        for name, value in arrays.items():
+            layer, _, part = name.rpartition(".")
+            converted[f"head/{layer}/{'kernel' if part == 'weight' else 'bias'}"] = value.T if part == "weight" else value
+        self.load_arrays(converted)
 
     # -- exports ------------------------------------------------------------------------------------
 

@@ -81,18 +81,21 @@ class SlideGraph(nn.Module):
         self.cell_types = len(cell_card.classes)
         self.tissue_input, self.cell_input = tissue_card.input.size, cell_card.input.size
 
-    def forward(self, coarse: torch.Tensor, fine: torch.Tensor, parents: torch.Tensor,
-                valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def tissue_part(self, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, probabilities and embeddings of uint8 coarse tiles (an ensemble's averaged)."""
         x = (coarse.permute(0, 3, 1, 2).float() - self.tissue_mean) / self.tissue_std
         tissue = [getattr(self, scope)(x) for scope in member_scopes("tissue", self.members["tissue"])]
         if len(tissue) == 1:
             features, logits = tissue[0]
-            tissue_probs = torch.softmax(logits, dim=1)
-            embedding = features.mean(dim=(2, 3))
-        else:  # an ensemble: probabilities, logits and embeddings averaged over its members
-            logits = torch.stack([out[1] for out in tissue]).mean(dim=0)
-            tissue_probs = torch.stack([torch.softmax(out[1], dim=1) for out in tissue]).mean(dim=0)
-            embedding = torch.stack([out[0].mean(dim=(2, 3)) for out in tissue]).mean(dim=0)
+            return logits, torch.softmax(logits, dim=1), features.mean(dim=(2, 3))
+        # an ensemble: probabilities, logits and embeddings averaged over its members
+        logits = torch.stack([out[1] for out in tissue]).mean(dim=0)
+        probs = torch.stack([torch.softmax(out[1], dim=1) for out in tissue]).mean(dim=0)
+        embedding = torch.stack([out[0].mean(dim=(2, 3)) for out in tissue]).mean(dim=0)
+        return logits, probs, embedding
+
+    def cell_part(self, fine: torch.Tensor) -> torch.Tensor:
+        """Nuclei counts by type ``(Nf, T)`` of uint8 fine tiles (an ensemble: peaks of its mean logits)."""
         y = (fine.permute(0, 3, 1, 2).float() - self.cell_mean) / self.cell_std
         cell = [getattr(self, scope)(y) for scope in member_scopes("cell", self.members["cell"])]
         if len(cell) == 1:
@@ -103,7 +106,12 @@ class SlideGraph(nn.Module):
         local = F.max_pool2d(heat[:, None], 2 * self.peak_radius + 1, stride=1, padding=self.peak_radius)[:, 0]
         peaks = ((heat == local) & (heat >= self.peak_floor)).float()
         kinds = F.one_hot(types.argmax(dim=1), self.cell_types).float()
-        counts = (peaks[..., None] * kinds).sum(dim=(1, 2))
+        return (peaks[..., None] * kinds).sum(dim=(1, 2))
+
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor, parents: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, tissue_probs, embedding = self.tissue_part(coarse)
+        counts = self.cell_part(fine)
         pooled = torch.zeros(coarse.shape[0], self.cell_types, dtype=counts.dtype, device=counts.device)
         pooled = pooled.index_add(0, parents, counts * valid[:, None])
         cells = torch.log1p(pooled)
@@ -182,6 +190,26 @@ class TorchSlideBackend:
                                  torch.from_numpy(np.asarray(parents, np.int64)),
                                  torch.from_numpy(np.asarray(valid, np.float32)))
         return {name: value.cpu().numpy() for name, value in zip(OUTPUTS, outputs)}
+
+    def part_outputs(self, coarse: np.ndarray | None = None, fine: np.ndarray | None = None,
+                     chunk: int = 32) -> dict[str, np.ndarray]:
+        """The parts alone, in chunks of ``chunk`` tiles: ``tissue_logits``, ``tissue_probs`` and
+        ``embedding`` of ``coarse``; ``cell_counts`` of ``fine``."""
+        out: dict[str, list[np.ndarray]] = {}
+        with torch.inference_mode():
+            for start in range(0, 0 if coarse is None else len(coarse), chunk):
+                logits, probs, embedding = self.graph.tissue_part(torch.from_numpy(np.ascontiguousarray(
+                    coarse[start:start + chunk])))
+                for key, value in (("tissue_logits", logits), ("tissue_probs", probs), ("embedding", embedding)):
+                    out.setdefault(key, []).append(value.numpy())
+            for start in range(0, 0 if fine is None else len(fine), chunk):
+                counts = self.graph.cell_part(torch.from_numpy(np.ascontiguousarray(fine[start:start + chunk])))
+                out.setdefault("cell_counts", []).append(counts.numpy())
+        return {key: np.concatenate(values) for key, values in out.items()}
+
+    def set_head(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replace the head's tensors (torch names without the ``head.`` scope)."""
+        self.load_arrays({f"head.{name}": value for name, value in arrays.items()})
 
     def example_inputs(self, coarse_tiles: int = 2, fine_tiles: int = 3) -> tuple[torch.Tensor, ...]:
         generator = torch.Generator().manual_seed(0)

@@ -1,6 +1,7 @@
-"""``slidescope train``: train a tissue or cell model on generated or QuPath-annotated slides.
+"""``slidescope train``: train a tissue or cell model on generated or QuPath-annotated slides, or the
+slide head of a merged model (``train head``: the tissue and cell parts frozen, slide labels).
 
-The models package (and with it torch or TensorFlow) is imported inside the handler only.
+The models and merge packages (and with them torch or TensorFlow) are imported inside the handlers only.
 """
 
 from __future__ import annotations
@@ -18,8 +19,52 @@ __all__ = ["register"]
 LEARNING_RATE = option_type(parse_positive_float, "learning rate", maximum=10.0)
 
 
+#: Options of ``train tissue|cell`` that ``train head`` does not take, and the other way round.
+_MODEL_ONLY = ("annotations", "unlabelled_as", "classes", "batch_size", "steps_per_epoch", "crop", "workers", "resume",
+               "device")
+_HEAD_ONLY = ("tissue", "cell", "labels")
+
+
+def _train_head(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from slidescope.merge.export import write_merged
+    from slidescope.merge.head_training import train_head
+    from slidescope.merge.merging import merge_models
+    from slidescope.wsi.atomic import check_parent
+
+    check_parent(args.out)
+    started = time.perf_counter()
+    model, reports = merge_models(args.tissue, args.cell, target=args.framework)
+    for report in reports.values():
+        print(report.summary())
+    record = train_head(model, args.slides, val_slides=args.val_slides or (), labels=args.labels,
+                        epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                        min_tissue=args.min_tissue, progress=print)
+    for row in record["history"]:
+        print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+    write_merged(model, args.out, exports=())
+    print(f"best epoch {record['best_epoch']}: merged model with its trained head in {args.out} "
+          f"({time.perf_counter() - started:.0f} s); slidescope merge --head {args.out} puts it into any merge")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from slidescope.models.training import train
+    from slidescope.wsi.errors import ParameterError
+
+    defaults = {action.dest: action.default for action in args.parser_actions}
+    wrong = [name for name in (_MODEL_ONLY if args.task == "head" else _HEAD_ONLY)
+             if getattr(args, name) != defaults.get(name)]
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise ParameterError(f"train {args.task}: {flags} {'does' if len(wrong) == 1 else 'do'} not apply here")
+    if args.task == "head":
+        if not args.tissue or not args.cell:
+            raise ParameterError("train head: --tissue and --cell are required (the frozen parts)")
+        return _train_head(args)
 
     from ..progress import training_bar
 
@@ -39,9 +84,16 @@ def _train(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the root parser's subcommands."""
-    parser = commands.add_parser("train", help="train a tissue or cell model (torch or Keras) on slides with labels")
-    parser.add_argument("task", choices=("tissue", "cell"), help="which model")
-    parser.add_argument("--framework", choices=("torch", "tf"), default="torch", help="torch (default) or tf (Keras 3)")
+    parser = commands.add_parser("train", help="train a tissue or cell model (torch or Keras) on slides with labels, "
+                                               "or the slide head of a merged model")
+    parser.add_argument("task", choices=("tissue", "cell", "head"),
+                        help="which model; head: the slide head on slide labels, the --tissue and --cell parts frozen")
+    parser.add_argument("--framework", choices=("torch", "tf"), default="torch",
+                        help="torch (default) or tf (Keras 3); head: the merged graph's framework")
+    parser.add_argument("--tissue", nargs="+", default=None, metavar="M", help="head: the tissue model(s) to merge")
+    parser.add_argument("--cell", nargs="+", default=None, metavar="M", help="head: the cell model(s) to merge")
+    parser.add_argument("--labels", default=None, metavar="CSV",
+                        help="head: slide,label rows (default: generated slides' ground truth, tumour or normal)")
     parser.add_argument("--slides", nargs="+", required=True, metavar="SLIDE",
                         help="training slides: generated ones (with their .truth.npz) or ones annotated in --annotations")
     parser.add_argument("--out", required=True, help="the run folder (new or empty; or the run to --resume)")
@@ -67,4 +119,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
     parser.add_argument("--min-tissue", type=FRACTION, default=0.25, help="minimum tissue fraction of a tile (default 0.25)")
     parser.add_argument("--slide-mpp", type=MPP, default=None, metavar="MPP", help="µm per pixel of level 0, for files without it")
-    parser.set_defaults(run=_train)
+    parser.set_defaults(run=_train, parser_actions=tuple(parser._actions))
