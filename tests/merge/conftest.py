@@ -61,11 +61,21 @@ def train_part(folder, task: str, framework: str, seed: int = 0) -> dict[str, st
     return {"dir": directory, "state": state}
 
 
+class Parts(dict):
+    """``(task, framework) -> {"dir", "state"}``; :meth:`need` skips when a framework is missing."""
+
+    def need(self, *keys):
+        for key in keys:
+            if key not in self:
+                pytest.skip(f"{key[1]} is not installed")
+        return [self[key] for key in keys]
+
+
 @pytest.fixture(scope="session")
 def parts(tmp_path_factory):
     """``parts[(task, framework)]`` -> ``{"dir", "state"}`` for tissue/cell in torch/tf (where installed)."""
     folder = tmp_path_factory.mktemp("parts")
-    made = {}
+    made = Parts()
     for framework, module in (("torch", "torch"), ("tf", "keras")):
         try:
             __import__(module)
@@ -76,8 +86,13 @@ def parts(tmp_path_factory):
     return made
 
 
-def need(parts, *keys):
-    for key in keys:
-        if key not in parts:
-            pytest.skip(f"{key[1]} is not installed")
-    return [parts[key] for key in keys]
+# Helpers reach the tests as fixtures: ``from conftest import ...`` would find whichever conftest
+# module of the suite Python imported first.
+@pytest.fixture(name="small_card")
+def small_card_fixture():
+    return small_card
+
+
+@pytest.fixture(name="train_part")
+def train_part_fixture():
+    return train_part

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import need
 from slidescope.merge.export import write_merged
 from slidescope.merge.head_training import HeadTrainingError, read_labels, slide_features, train_head
 from slidescope.merge.merged import load_merged
@@ -28,7 +27,7 @@ def labelled_slides(tmp_path_factory):
 
 
 def test_slide_features_follow_the_plan_and_the_cascade(parts, labelled_slides):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     everywhere = slide_features(model, labelled_slides[0], cascade=False)
     assert everywhere.embedding.shape == (len(everywhere.gate), model.card.head.embedding)
@@ -39,7 +38,7 @@ def test_slide_features_follow_the_plan_and_the_cascade(parts, labelled_slides):
 
 
 def test_train_head_then_merge_with_it(parts, labelled_slides, tmp_path):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     before = model.backend.get_arrays()["head.classifier.weight"].copy()
     record = train_head(model, labelled_slides[:3], val_slides=labelled_slides[3:], epochs=5)
@@ -59,7 +58,7 @@ def test_train_head_then_merge_with_it(parts, labelled_slides, tmp_path):
 
 
 def test_labels_file_and_its_errors(parts, labelled_slides, tmp_path):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     good = tmp_path / "labels.csv"
     good.write_text("slide,label\n" + "".join(f"{os.path.basename(p)},{'tumour' if i % 2 == 0 else 'normal'}\n"
@@ -83,7 +82,7 @@ def test_labels_file_and_its_errors(parts, labelled_slides, tmp_path):
 def test_train_head_command(parts, labelled_slides, tmp_path, capsys):
     from slidescope.workflows.cli import main
 
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     out = tmp_path / "head"
     assert main(["train", "head", "--tissue", tissue["dir"], "--cell", cell["dir"], "--slides", *labelled_slides[:3],
                  "--val-slides", labelled_slides[3], "--epochs", "2", "--out", str(out)]) == 0

@@ -7,14 +7,13 @@ import os
 
 import pytest
 
-from conftest import need
 from slidescope.workflows.cli import main
 
 pytest.importorskip("torch")
 
 
 def test_merge_command_writes_a_checked_directory(parts, tmp_path, capsys):
-    tissue, cell = need(parts, ("tissue", "tf"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "tf"), ("cell", "torch"))
     out = tmp_path / "merged"
     assert main(["merge", "--tissue", tissue["dir"], "--cell", cell["state"], "--cell-card",
                  os.path.join(cell["dir"], "card.json"), "--target", "torch", "--out", str(out), "--exports", "pt2"]) == 0
@@ -31,7 +30,7 @@ def test_merge_command_writes_a_checked_directory(parts, tmp_path, capsys):
 
 
 def test_merge_command_strict_failure_prints_the_report(parts, tmp_path, capsys):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     out = tmp_path / "merged"
     code = main(["merge", "--tissue", tissue["dir"], "--cell", cell["dir"], "--target", "torch", "--out", str(out),
                  "--rule", r"^classifier\.=>head_x.", "--exports"])
@@ -47,7 +46,7 @@ def test_merge_command_strict_failure_prints_the_report(parts, tmp_path, capsys)
 
 
 def test_merge_never_writes_over_its_inputs(parts, tmp_path, capsys):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     assert main(["merge", "--tissue", tissue["dir"], "--cell", cell["dir"], "--target", "torch", "--out",
                  tissue["dir"], "--exports", "--overwrite"]) == 2
     assert "never writes over its inputs" in capsys.readouterr().err
@@ -56,7 +55,7 @@ def test_merge_never_writes_over_its_inputs(parts, tmp_path, capsys):
 
 
 def test_merge_into_tf_and_back(parts, tmp_path, capsys):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "tf"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "tf"))
     out = tmp_path / "tf-merged"
     assert main(["merge", "--tissue", tissue["dir"], "--cell", cell["dir"], "--target", "tf", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

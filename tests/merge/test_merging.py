@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import need, small_card
 from slidescope.merge import CheckpointError, RemapError
 from slidescope.merge.export import sample_inputs, write_merged
 from slidescope.merge.head import peak_counts
@@ -35,7 +34,7 @@ def alone(directory, coarse=None, fine=None):
 
 
 def test_same_framework_parts_are_bit_identical(parts):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, reports = merge_models(tissue["dir"], cell["dir"], target="torch")
     assert all(report.ok for report in reports.values())
     coarse, fine, parents, valid = sample_inputs(model.card, seed=4)
@@ -48,10 +47,10 @@ def test_same_framework_parts_are_bit_identical(parts):
     assert verified["tissue"]["max_difference"] == 0.0 and verified["cell"]["max_difference"] == 0.0
 
 
-def test_training_states_merge_like_their_model_directories(parts):
+def test_training_states_merge_like_their_model_directories(parts, small_card):
     """A torch training file (model + AdamW state) and a TF object-based checkpoint (model, optimiser
     slots, step) load the same weights as the model directories written from them."""
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "tf"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "tf"))
     from_dirs, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     bare = dict(from_dirs.card.tissue.to_dict())
     assert bare["architecture"]["padding"] == "symmetric"
@@ -68,7 +67,7 @@ def test_training_states_merge_like_their_model_directories(parts):
 
 
 def test_across_frameworks_within_tolerance(parts):
-    tissue, cell = need(parts, ("tissue", "tf"), ("cell", "tf"))
+    tissue, cell = parts.need(("tissue", "tf"), ("cell", "tf"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     assert model.card.tissue.architecture.padding == "tf_same" and model.card.tissue.architecture.batchnorm_epsilon == 1e-3
     coarse, fine, parents, valid = sample_inputs(model.card, seed=5)
@@ -81,7 +80,7 @@ def test_across_frameworks_within_tolerance(parts):
 def test_wrong_padding_or_epsilon_is_caught(parts, monkeypatch, wrong):
     """A part built with another padding convention or BatchNorm epsilon than its source was trained
     with loads every tensor (names and shapes fit) but computes something else: the check catches it."""
-    tissue, cell = need(parts, ("tissue", "tf"), ("cell", "tf"))
+    tissue, cell = parts.need(("tissue", "tf"), ("cell", "tf"))
     from slidescope.merge import merging
     from slidescope.models.architectures import Architecture
 
@@ -96,9 +95,9 @@ def test_wrong_padding_or_epsilon_is_caught(parts, monkeypatch, wrong):
         merge_models(tissue["dir"], cell["dir"], target="torch")
 
 
-def test_bare_nested_torch_checkpoint(parts, tmp_path):
+def test_bare_nested_torch_checkpoint(parts, tmp_path, small_card):
     """A bare torch file as a lab may have one: under ``state_dict``, with DataParallel's ``module.``."""
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     from safetensors.numpy import load_file
 
     from slidescope.models.card import ModelCard
@@ -119,7 +118,7 @@ def test_bare_nested_torch_checkpoint(parts, tmp_path):
 
 
 def test_strict_failure_names_the_part_and_every_problem(parts, tmp_path):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     with pytest.raises(RemapError) as raised:
         merge_models(tissue["dir"], cell["dir"], target="torch",
                      options=MergeOptions(rules=(parse_rule(r"^type_head\.=>types."),)))
@@ -135,7 +134,7 @@ def test_strict_failure_names_the_part_and_every_problem(parts, tmp_path):
 
 
 def test_write_merged_exports_reload_and_agree(parts, tmp_path):
-    tissue, cell = need(parts, ("tissue", "tf"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "tf"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     out = tmp_path / "merged"
     checks = write_merged(model, out)
@@ -167,7 +166,7 @@ def test_write_merged_exports_reload_and_agree(parts, tmp_path):
 
 
 def test_tampered_weights_are_refused(parts, tmp_path):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     write_merged(model, tmp_path / "m", exports=())
     weights = tmp_path / "m" / "merged.safetensors"
@@ -179,7 +178,7 @@ def test_tampered_weights_are_refused(parts, tmp_path):
 
 
 def test_slide_model_predict_checks_inputs(parts):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     coarse, fine, parents, _ = sample_inputs(model.card)
     out = model.predict(coarse, fine, parents)
@@ -203,7 +202,7 @@ def test_load_model_loads_a_merged_directory_and_it_pickles_as_its_path(parts, t
     from slidescope.merge import SlideModel
     from slidescope.models import load_model
 
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     with pytest.raises(CheckpointError, match="write it first"):
         pickle.dumps(model)
@@ -216,11 +215,10 @@ def test_load_model_loads_a_merged_directory_and_it_pickles_as_its_path(parts, t
 
 
 @pytest.mark.parametrize("target", ["torch", "tf"])
-def test_ensembles_average_their_members(parts, tmp_path, target):
-    from conftest import train_part
-
+def test_ensembles_average_their_members(parts, tmp_path, target, train_part):
+    
     pytest.importorskip("keras") if target == "tf" else None
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     second = train_part(tmp_path, "tissue", "torch", seed=5)
     model, reports = merge_models([tissue["dir"], second["dir"]], cell["dir"], target=target)
     assert set(reports) == {"tissue_0", "tissue_1", "cell"} and model.card.members == {"tissue": 2, "cell": 1}
@@ -239,7 +237,7 @@ def test_ensembles_average_their_members(parts, tmp_path, target):
 
 
 def test_ensemble_members_must_agree(parts, tmp_path):
-    tissue, cell = need(parts, ("tissue", "torch"), ("cell", "torch"))
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     from slidescope.models.loading import SHIPPED_DIR
     from slidescope.wsi.errors import ParameterError
 
