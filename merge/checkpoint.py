@@ -136,6 +136,10 @@ class Checkpoint(Mapping[str, np.ndarray]):
                 raise CheckpointError(f"{self.path}: entry {info.name!r}: unknown kind {info.kind!r}")
             self._by_name[info.name] = info
 
+    def __repr__(self) -> str:
+        return (f"<Checkpoint {self.path!r} ({self.format}, {self.framework}, {len(self)} tensors, "
+                f"{self.nbytes / 2**20:.1f} MiB)>")
+
     # -- construction ------------------------------------------------------------------------
 
     @classmethod

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from slidescope.wsi.atomic import atomic_path, check_parent
+from slidescope.wsi.atomic import atomic_path
 from slidescope.wsi.errors import OutputError, OutputExistsError, ParameterError
 
 from .checkpoint import file_sha256
 from .errors import CheckpointError
 from .merged import CARD_FILE, MergedCard, SlideModel, graph_class, is_merged_directory
 
-__all__ = ["write_merged", "EXPORT_TOLERANCE", "EXPORTS", "sample_inputs", "compare_outputs"]
+__all__ = ["write_merged", "check_merged_out", "check_exports", "EXPORT_TOLERANCE", "EXPORTS", "sample_inputs",
+           "compare_outputs"]
 
 #: Largest difference allowed between an export's outputs and the graph's.
 EXPORT_TOLERANCE = 1e-5
@@ -68,12 +69,40 @@ def compare_outputs(expected: dict[str, np.ndarray], got: dict[str, np.ndarray],
     return worst
 
 
+def check_exports(framework: str, exports: Any) -> tuple[str, ...]:
+    """The export formats asked for (all of :data:`EXPORTS` for ``framework`` when None), or a
+    :class:`ParameterError` naming the ones this framework's graph does not export."""
+    formats = tuple(EXPORTS[framework]) if exports is None else tuple(exports)
+    wrong = [name for name in formats if name not in EXPORTS[framework]]
+    if wrong:
+        raise ParameterError(f"exports: a {framework} graph exports {', '.join(EXPORTS[framework])}; got "
+                             f"{', '.join(repr(name) for name in wrong)}")
+    return formats
+
+
+def check_merged_out(out: Any, *, overwrite: bool = False, sources: Any = ()) -> Path:
+    """Check, before any work, that a merged directory may be written at ``out``: its parent exists
+    (only the last level is created), it is not a file, not a source (nor holds one), and holds
+    nothing or a merged model (replaced with ``overwrite`` only). Returns ``out`` as a Path.
+
+    Raises
+    ------
+    OutputError, OutputExistsError
+    """
+    target = Path(os.fspath(out))
+    if not target.parent.is_dir():
+        raise OutputError(f"{target}: the folder {target.parent} does not exist; only the last level of --out is "
+                          f"created, so create the others first")
+    _check_folder(target, overwrite, {f"source {i + 1}": {"path": os.fspath(p)} for i, p in enumerate(sources)})
+    return target
+
+
 def _check_folder(target: Path, overwrite: bool, sources: dict[str, Any]) -> None:
     resolved = os.path.realpath(target)
     for role, source in sources.items():
         path = os.path.realpath(str((source or {}).get("path", "")))
         if path and (path == resolved or path.startswith(resolved + os.sep)):
-            raise OutputError(f"{target}: --out is (or holds) the {role} source {path}; a merge never writes over "
+            raise OutputError(f"{target}: --out is (or holds) the {role} {path}; a merge never writes over "
                               f"its inputs, choose another --out")
     if not target.exists():
         return
@@ -87,6 +116,17 @@ def _check_folder(target: Path, overwrite: bool, sources: dict[str, Any]) -> Non
     if any(target.iterdir()):
         raise OutputExistsError(f"{target}: a folder that is not empty and holds no merged model; never replaced, "
                                 f"choose another --out")
+
+
+def _share_like(folder: Path, reference: Path) -> None:
+    """Give every file under ``folder`` the permissions of ``reference`` (written with the usual umask):
+    safetensors and some exporters write 0600, and a merged model a lab shares must be readable."""
+    import stat
+
+    mode = stat.S_IMODE(os.stat(reference).st_mode)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
 
 
 def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None = None,
@@ -107,12 +147,9 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
     OutputExistsError, CheckpointError (an export that does not reload or disagrees), ParameterError
     """
     framework = model.card.framework
-    formats = tuple(EXPORTS[framework]) if exports is None else tuple(exports)
-    for name in formats:
-        if name not in EXPORTS[framework]:
-            raise ParameterError(f"exports: {framework} graphs export {', '.join(EXPORTS[framework])}; got {name!r}")
-    target = check_parent(out)
-    _check_folder(target, overwrite, model.card.sources)
+    formats = check_exports(framework, exports)
+    target = check_merged_out(out, overwrite=overwrite)
+    _check_folder(target, overwrite, {f"{role} source": source for role, source in model.card.sources.items()})
     inputs = sample_inputs(model.card)
     expected = model.backend.run(*inputs)
     checks: dict[str, Any] = {}
@@ -146,6 +183,7 @@ def write_merged(model: SlideModel, out: Any, *, exports: tuple[str, ...] | None
             checks[name] = worst
         card = model.card.replace(weights=weights, exports=exported)
         card.save(temporary / CARD_FILE)
+        _share_like(temporary, temporary / CARD_FILE)
     model.card = card
     model.directory = str(target)
     return checks

@@ -30,7 +30,7 @@ from slidescope.wsi.errors import ParameterError
 from .head import cell_features
 from .merged import SlideModel
 
-__all__ = ["SlideFeatures", "slide_features", "read_labels", "train_head", "HeadTrainingError"]
+__all__ = ["SlideFeatures", "slide_features", "read_labels", "check_head_slides", "train_head", "HeadTrainingError"]
 
 
 class HeadTrainingError(ParameterError):
@@ -90,8 +90,20 @@ def slide_features(model: SlideModel, path: Any, *, min_tissue: float = 0.25, ma
                              len(fine_rows))
 
 
+def check_head_slides(slides: Sequence[Any], val_slides: Sequence[Any]) -> None:
+    """Refuse fewer than two training slides, and a slide that is both a training and a validation slide."""
+    if len(slides) < 2:
+        raise HeadTrainingError(f"slides: expected at least two training slides, got {len(slides)}")
+    train = {os.path.realpath(os.fspath(p)) for p in slides}
+    both = sorted(os.fspath(p) for p in val_slides if os.path.realpath(os.fspath(p)) in train)
+    if both:
+        raise HeadTrainingError(f"val_slides: {', '.join(both)} {'is' if len(both) == 1 else 'are'} also a training "
+                                f"slide; validation slides must be slides the head never trains on")
+
+
 def read_labels(path: Any, classes: Sequence[str]) -> dict[str, str]:
-    """``slide -> label`` from a CSV with the columns ``slide,label`` (slide: a path or a file name).
+    """``slide -> label`` from a CSV with the columns ``slide,label``; a slide is named by its path,
+    its file name (``s1.svs``) or its stem (``s1``).
 
     Raises
     ------
@@ -102,7 +114,9 @@ def read_labels(path: Any, classes: Sequence[str]) -> dict[str, str]:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"slide", "label"} <= set(reader.fieldnames):
+            if reader.fieldnames is None:
+                raise HeadTrainingError(f"{path}: an empty file; expected a CSV with the columns slide,label")
+            if not {"slide", "label"} <= set(reader.fieldnames):
                 raise HeadTrainingError(f"{path}: expected the columns slide,label; got {reader.fieldnames}")
             for line, row in enumerate(reader, start=2):
                 slide, label = (row.get("slide") or "").strip(), (row.get("label") or "").strip()
@@ -121,12 +135,14 @@ def read_labels(path: Any, classes: Sequence[str]) -> dict[str, str]:
     return labels
 
 
-def _label_of(path: str, labels: dict[str, str] | None, classes: Sequence[str]) -> int:
+def _label_of(path: str, labels: dict[str, str] | None, classes: Sequence[str], source: Any = None) -> int:
     if labels is not None:
-        for key in (path, os.path.realpath(path), os.path.basename(path)):
+        name = os.path.basename(path)
+        for key in (path, os.path.realpath(path), name, os.path.splitext(name)[0]):
             if key in labels:
                 return classes.index(labels[key])
-        raise HeadTrainingError(f"{path}: no label for this slide in the labels file")
+        raise HeadTrainingError(f"{source}: no label for the slide {path} (a row names it by its path, its file name "
+                                f"{name!r} or its stem {os.path.splitext(name)[0]!r})")
     from slidescope.wsi.synthetic import load_truth
 
     truth = load_truth(path)  # a generated slide: tumour when its ground truth has a tumour region
@@ -153,18 +169,24 @@ def train_head(model: SlideModel, slides: Sequence[Any], *, val_slides: Sequence
 
     classes = list(model.card.head.classes)
     table = read_labels(labels, classes) if labels is not None else None
-    if len(slides) < 2:
-        raise HeadTrainingError(f"slides: expected at least two training slides, got {len(slides)}")
+    check_head_slides(slides, val_slides)
+    wanted = {role: [(path, _label_of(os.fspath(path), table, classes, labels)) for path in paths]
+              for role, paths in (("train", slides), ("val", val_slides))}  # every label before any slide is read
     data = {}
-    for role, paths in (("train", slides), ("val", val_slides)):
+    for role, labelled in wanted.items():
         data[role] = []
-        for path in paths:
-            label = _label_of(os.fspath(path), table, classes)
+        for path, label in labelled:
             features = slide_features(model, path, min_tissue=min_tissue)
             data[role].append((features, label))
             if progress is not None:
                 progress(f"{role} slide {os.path.basename(os.fspath(path))}: {len(features.gate)} coarse tiles, "
                          f"{features.fine_tiles} fine tiles, label {classes[label]}")
+    warnings = []
+    if not any(features.fine_tiles for features, _ in data["train"]):
+        warnings.append("no coarse tile of any training slide was flagged by the tissue part, so the cell part "
+                        "read no fine tile: the head trained without cell features")
+        if progress is not None:
+            progress(f"warning: {warnings[-1]}")
     present = {label for _, label in data["train"]}
     if len(present) < 2:
         raise HeadTrainingError(f"slides: every training slide is {classes[present.pop()]!r}; the head needs slides "
@@ -207,6 +229,6 @@ def train_head(model: SlideModel, slides: Sequence[Any], *, val_slides: Sequence
               "val_slides": [os.path.realpath(os.fspath(p)) for p in val_slides],
               "labels": os.path.realpath(os.fspath(labels)) if labels is not None else "generated slides' ground truth",
               "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed, "best_epoch": best[1],
-              "history": history}
+              "history": history, "warnings": warnings}
     model.card = model.card.replace(head_trained=True, training={**model.card.training, "head": record})
     return record

@@ -164,6 +164,7 @@ class SlideModel:
         self.backend = backend
         self.directory = directory
         self.requested_device = device
+        self._warned = False
 
     @property
     def task(self) -> str:
@@ -207,6 +208,12 @@ class SlideModel:
         if len(fine) and (parents.min() < 0 or parents.max() >= len(coarse)):
             raise ParameterError(f"parents: expected rows of the {len(coarse)} coarse tiles, got values "
                                  f"{int(parents.min())}..{int(parents.max())}")
+        if not self.card.head_trained and not self._warned:
+            import warnings
+
+            warnings.warn(f"{self.card.name}: its slide head is untrained (head_trained false): slide_probs and "
+                          f"attention mean nothing until slidescope train head has trained one", stacklevel=2)
+            self._warned = True
         valid = np.ones(len(fine), np.float32)
         if len(fine) == 0:  # the graph takes at least one fine tile: a blank one that weighs nothing
             fine, parents, valid = np.full((1, size, size, 3), 255, np.uint8), np.zeros(1), np.zeros(1, np.float32)

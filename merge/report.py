@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from slidescope.wsi.errors import ParameterError
+
 from .checkpoint import Checkpoint, TensorInfo
 from .errors import RemapError
 from .remap import Mapped, Remap, Transform
@@ -68,9 +70,10 @@ class RemapReport:
         parts += [f"{len(getattr(self, s))} {s.replace('_', ' ')}" for s in PROBLEMS if getattr(self, s)]
         if self.dtype_casts:
             parts.append(f"{len(self.dtype_casts)} dtype casts")
-        allowed = len(self.allowed_missing) + len(self.allowed_unexpected)
-        if allowed:
-            parts.append(f"{allowed} allowed")
+        if self.allowed_missing:
+            parts.append(f"{len(self.allowed_missing)} missing but allowed (left at their initial values)")
+        if self.allowed_unexpected:
+            parts.append(f"{len(self.allowed_unexpected)} unexpected but allowed (not loaded)")
         return f"{self.source} -> {self.target}: " + ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +116,13 @@ class RemapReport:
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip()]
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(lines + ["", self.summary()])
+
+
+def _compiled(pattern: str, option: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise ParameterError(f"{option} pattern {pattern!r}: not a valid regular expression: {exc}") from None
 
 
 def _infos(entries: Any) -> list[TensorInfo]:
@@ -166,8 +176,8 @@ def plan(source: Checkpoint | Sequence[TensorInfo], remap: Remap, target: Mappin
         else:
             by_target.setdefault(mapped.target, []).append((mapped, source_infos[mapped.source]))
     mapping: dict[str, Mapped] = {}
-    allow_m = [re.compile(p) for p in allow_missing]
-    allow_u = [re.compile(p) for p in allow_unexpected]
+    allow_m = [_compiled(p, "allow_missing") for p in allow_missing]
+    allow_u = [_compiled(p, "allow_unexpected") for p in allow_unexpected]
     for name, entries in by_target.items():
         if len(entries) > 1:
             report.collisions.append({"target": name, "sources": [m.source for m, _ in entries]})

@@ -94,7 +94,14 @@ def open_source(path: Any, role: str, card: Any = None) -> Source:
     if role not in ROLES:
         raise ParameterError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     path = os.fspath(path)
+    if not os.path.exists(path) and path in ROLES and not os.path.exists(path + ".index"):
+        from slidescope.models.loading import shipped_model_dir
+
+        path = str(shipped_model_dir(path))  # a shipped model by name, as load_model takes it (torch)
     if os.path.isfile(os.path.join(path, CARD_FILE)):
+        if card is not None:
+            raise ParameterError(f"{path}: a model directory brings its own card; a card is given only for a bare "
+                                 f"checkpoint (--{role}-card)")
         card = ModelCard.load(path)
         if card.task != role:
             raise ParameterError(f"{path}: a {card.task} model given as the {role} part; expected a {role} model")

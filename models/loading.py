@@ -84,7 +84,8 @@ def shipped_model_dir(name: str, framework: str = "torch") -> Path:
     if not (directory / CARD_FILE).is_file():
         raise ModelNotFoundError(
             f"{name}: no shipped {name} model for framework {framework!r} in this installation ({directory}); "
-            f"this installation ships no trained {name} model yet: pass a model directory (save_model writes one)"
+            f"pass a model directory (save_model writes one), or a framework whose {name} model ships "
+            f"({', '.join(sorted(p.name for p in SHIPPED_DIR.glob(name + '-*') if (p / CARD_FILE).is_file())) or 'none'})"
         )
     return directory
 

@@ -91,12 +91,16 @@ class KerasSlideBackend:
             embedding = tf.reduce_mean(tf.stack([tf.reduce_mean(o["features"], axis=[1, 2]) for o in outs]), axis=0)
             return logits, probs, embedding
 
-        def cell_part(fine: Any) -> Any:
+        def cell_logits(fine: Any) -> tuple[Any, Any]:
             y = (tf.cast(fine, tf.float32) - c_mean) / c_std
             outs = [part(y, training=False) for part in cell_parts]
-            heat = tf.reduce_mean(tf.stack([o["heatmap"] for o in outs]), axis=0) if len(outs) > 1 else outs[0]["heatmap"]
-            type_logits = tf.reduce_mean(tf.stack([o["types"] for o in outs]), axis=0) if len(outs) > 1 \
-                else outs[0]["types"]
+            if len(outs) == 1:
+                return outs[0]["heatmap"], outs[0]["types"]
+            return (tf.reduce_mean(tf.stack([o["heatmap"] for o in outs]), axis=0),
+                    tf.reduce_mean(tf.stack([o["types"] for o in outs]), axis=0))
+
+        def cell_part(fine: Any) -> Any:
+            heat, type_logits = cell_logits(fine)
             local = tf.nn.max_pool2d(heat[..., None], 2 * radius + 1, 1, "SAME")[..., 0]
             peaks = tf.cast(tf.logical_and(tf.equal(heat, local), heat >= floor), tf.float32)
             kinds = tf.one_hot(tf.argmax(type_logits, axis=-1), types, dtype=tf.float32)
@@ -113,6 +117,7 @@ class KerasSlideBackend:
 
         self._tissue_part = tf.function(tissue_part, input_signature=self.signature[:1])
         self._cell_part = tf.function(cell_part, input_signature=self.signature[1:2])
+        self._cell_logits = tf.function(cell_logits, input_signature=self.signature[1:2])
         self._forward = forward
         self._compiled = tf.function(forward, input_signature=self.signature)
 
@@ -193,6 +198,11 @@ class KerasSlideBackend:
         for start in range(0, 0 if fine is None else len(fine), chunk):
             out.setdefault("cell_counts", []).append(self._cell_part(self._tf.constant(fine[start:start + chunk])).numpy())
         return {key: np.concatenate(values) for key, values in out.items()}
+
+    def cell_logits(self, fine: np.ndarray) -> dict[str, np.ndarray]:
+        """The cell part's ``heatmap`` and ``types`` logits (channels last, as the torch backend's)."""
+        heat, types = self._cell_logits(self._tf.constant(fine))
+        return {"heatmap": heat.numpy(), "types": types.numpy()}
 
     def set_head(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace the head's tensors, given in torch names and layouts (``project.weight``...)."""

@@ -94,15 +94,17 @@ class SlideGraph(nn.Module):
         embedding = torch.stack([out[0].mean(dim=(2, 3)) for out in tissue]).mean(dim=0)
         return logits, probs, embedding
 
-    def cell_part(self, fine: torch.Tensor) -> torch.Tensor:
-        """Nuclei counts by type ``(Nf, T)`` of uint8 fine tiles (an ensemble: peaks of its mean logits)."""
+    def cell_logits(self, fine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap ``(Nf, H, W)`` and type ``(Nf, T, H, W)`` logits of uint8 fine tiles (an ensemble's averaged)."""
         y = (fine.permute(0, 3, 1, 2).float() - self.cell_mean) / self.cell_std
         cell = [getattr(self, scope)(y) for scope in member_scopes("cell", self.members["cell"])]
         if len(cell) == 1:
-            heat, types, _ = cell[0]
-        else:  # heatmap and type logits averaged, then one peak search
-            heat = torch.stack([out[0] for out in cell]).mean(dim=0)
-            types = torch.stack([out[1] for out in cell]).mean(dim=0)
+            return cell[0][0], cell[0][1]
+        return torch.stack([out[0] for out in cell]).mean(dim=0), torch.stack([out[1] for out in cell]).mean(dim=0)
+
+    def cell_part(self, fine: torch.Tensor) -> torch.Tensor:
+        """Nuclei counts by type ``(Nf, T)`` of uint8 fine tiles (an ensemble: peaks of its mean logits)."""
+        heat, types = self.cell_logits(fine)
         local = F.max_pool2d(heat[:, None], 2 * self.peak_radius + 1, stride=1, padding=self.peak_radius)[:, 0]
         peaks = ((heat == local) & (heat >= self.peak_floor)).float()
         kinds = F.one_hot(types.argmax(dim=1), self.cell_types).float()
@@ -206,6 +208,12 @@ class TorchSlideBackend:
                 counts = self.graph.cell_part(torch.from_numpy(np.ascontiguousarray(fine[start:start + chunk])))
                 out.setdefault("cell_counts", []).append(counts.numpy())
         return {key: np.concatenate(values) for key, values in out.items()}
+
+    def cell_logits(self, fine: np.ndarray) -> dict[str, np.ndarray]:
+        """The cell part's ``heatmap`` ``(Nf, H, W)`` and ``types`` ``(Nf, H, W, T)`` logits (channels last)."""
+        with torch.inference_mode():
+            heat, types = self.graph.cell_logits(torch.from_numpy(np.ascontiguousarray(fine)))
+        return {"heatmap": heat.numpy(), "types": types.permute(0, 2, 3, 1).contiguous().numpy()}
 
     def set_head(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace the head's tensors (torch names without the ``head.`` scope)."""

@@ -95,3 +95,22 @@ def test_train_head_command(parts, labelled_slides, tmp_path, capsys):
     assert main(["train", "tissue", "--slides", *labelled_slides, "--out", str(tmp_path / "y"),
                  "--labels", "l.csv"]) == 2
     assert "--labels does not apply here" in capsys.readouterr().err
+
+
+def test_slides_and_labels_refused_before_any_slide_is_read(parts, labelled_slides, tmp_path, capsys):
+    from slidescope.workflows.cli import main
+
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
+    model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
+    with pytest.raises(HeadTrainingError, match="also a training slide"):
+        train_head(model, labelled_slides[:3], val_slides=labelled_slides[:1], epochs=1)
+    partial = tmp_path / "partial.csv"
+    partial.write_text("slide,label\ns0,tumour\ns1.svs,normal\n")  # by stem and by file name; s2, s3 missing
+    with pytest.raises(HeadTrainingError, match=f"{partial}: no label for the slide .*s2.svs"):
+        train_head(model, labelled_slides, labels=partial, epochs=1)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["train", "head", "--tissue", tissue["dir"], "--cell", cell["dir"], "--slides", *labelled_slides,
+                 "--labels", str(empty), "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert "an empty file" in captured.err and "mapped" not in captured.out

@@ -66,3 +66,35 @@ def test_merge_into_tf_and_back(parts, tmp_path, capsys):
     tensors = {t["name"] for t in json.loads(capsys.readouterr().out)["tensors"]}
     assert "tissue/block1_conv1/kernel" in tensors and "cell/type_head/kernel" in tensors
     assert "head/classifier/kernel" in tensors
+
+
+def test_merge_refuses_outputs_and_exports_before_the_work(parts, tmp_path, capsys):
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("a lab's file")
+    for extra, message in ((["--out", str(busy)], "holds no merged model"),
+                           (["--out", str(tmp_path / "a" / "b")], "only the last level of --out is created"),
+                           (["--out", str(tmp_path / "ok"), "--exports", "savedmodel"], "a torch graph exports pt2, onnx"),
+                           (["--out", str(tmp_path / "ok"), "--allow-missing", "["], "allow_missing pattern '['")):
+        code = main(["merge", "--tissue", tissue["dir"], "--cell", cell["dir"], "--target", "torch", *extra])
+        captured = capsys.readouterr()
+        assert code == 2 and message in captured.err and captured.err.count("\n") == 1, captured.err
+        if "allow_missing" not in message:
+            assert "mapped" not in captured.out  # refused before any source was read
+    assert (busy / "notes.txt").read_text() == "a lab's file" and not (tmp_path / "ok").exists()
+
+
+def test_a_head_fits_only_its_parts(parts, tmp_path):
+    from slidescope.merge.export import write_merged
+    from slidescope.merge.merging import merge_models
+    from slidescope.wsi.errors import ParameterError
+
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
+    model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
+    model.card = model.card.replace(head_trained=True)  # as train head leaves it
+    write_merged(model, tmp_path / "head", exports=())
+    merge_models(tissue["dir"], cell["dir"], target="torch", head=tmp_path / "head")  # the same parts: taken
+    other, _ = parts.need(("tissue", "tf"), ("cell", "torch"))
+    with pytest.raises(ParameterError, match="trained on other tissue weights"):
+        merge_models(other["dir"], cell["dir"], target="torch", head=tmp_path / "head")

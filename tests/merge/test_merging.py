@@ -181,7 +181,8 @@ def test_slide_model_predict_checks_inputs(parts):
     tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
     model, _ = merge_models(tissue["dir"], cell["dir"], target="torch")
     coarse, fine, parents, _ = sample_inputs(model.card)
-    out = model.predict(coarse, fine, parents)
+    with pytest.warns(UserWarning, match="slide head is untrained"):
+        out = model.predict(coarse, fine, parents)
     assert out["slide_probs"].shape == (2,) and abs(out["slide_probs"].sum() - 1) < 1e-6
     assert out["attention"].shape == (len(coarse),) and abs(out["attention"].sum() - 1) < 1e-6
     empty = model.predict(coarse, fine[:0], parents[:0])  # no fine tiles: cell features are zero
@@ -243,3 +244,38 @@ def test_ensemble_members_must_agree(parts, tmp_path):
 
     with pytest.raises(ParameterError, match="an ensemble's tissue models must share"):
         merge_models([tissue["dir"], SHIPPED_DIR / "tissue-torch"], cell["dir"], target="torch")
+
+
+def test_sources_refused_before_any_work(parts, tmp_path):
+    from slidescope.wsi.errors import ParameterError
+
+    tissue, cell = parts.need(("tissue", "torch"), ("cell", "torch"))
+    with pytest.raises(ParameterError, match="given twice"):
+        merge_models([tissue["dir"], tissue["dir"]], cell["dir"], target="torch")
+    with pytest.raises(ParameterError, match="brings its own card"):
+        merge_models(tissue["dir"], cell["dir"], target="torch",
+                     options=MergeOptions(cards={"tissue": small_card_of(tissue["dir"])}))
+    with pytest.raises(ParameterError, match="allow_missing pattern"):
+        merge_models(tissue["dir"], cell["dir"], target="torch", options=MergeOptions(allow_missing=("[",)))
+
+
+def small_card_of(directory):
+    from slidescope.models.card import ModelCard
+
+    return ModelCard.load(directory)
+
+
+def test_shipped_names_and_readable_outputs(tmp_path):
+    from slidescope.models.loading import SHIPPED_DIR
+
+    if not (SHIPPED_DIR / "cell-torch" / "card.json").is_file():
+        pytest.skip("no shipped cell-torch model in this checkout (make models)")
+    model, _ = merge_models("tissue", "cell", target="torch")
+    assert model.card.sources["tissue"]["path"] == str((SHIPPED_DIR / "tissue-torch").resolve())
+    old = os.umask(0o022)
+    try:
+        write_merged(model, tmp_path / "shared", exports=())
+    finally:
+        os.umask(old)
+    for name in os.listdir(tmp_path / "shared"):
+        assert oct(os.stat(tmp_path / "shared" / name).st_mode & 0o777) == "0o644", name

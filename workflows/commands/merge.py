@@ -40,7 +40,9 @@ def format_checkpoint(summary: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     totals = summary["totals"]
     kinds = ", ".join(f"{n} {kind}" for kind, n in totals["kinds"].items())
-    lines += ["", f"{totals['tensors']} tensors ({kinds}); {totals['parameters']:,} values; {_size(totals['bytes'])}"]
+    count = totals["tensors"]
+    lines += ["", f"{count} tensor{'' if count == 1 else 's'} ({kinds}); {totals['parameters']:,} values; "
+                  f"{_size(totals['bytes'])}"]
     return "\n".join(lines)
 
 
@@ -60,17 +62,18 @@ def _merge(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines stay off stderr
     from slidescope.merge import RemapError
-    from slidescope.merge.export import EXPORTS, write_merged
+    from slidescope.merge.export import check_exports, check_merged_out, write_merged
     from slidescope.merge.merging import MergeOptions, merge_models
     from slidescope.merge.remap import parse_rule
     from slidescope.models.card import ModelCard
-    from slidescope.wsi.atomic import check_parent
 
-    check_parent(args.out)  # a missing parent folder is refused before any work
+    # Everything that can be refused without the work is refused first: the output, the exports.
+    exports = check_exports(args.target, args.exports)
+    check_merged_out(args.out, overwrite=args.overwrite,
+                     sources=[*args.tissue, *args.cell, *([args.head] if args.head else [])])
     cards = {role: ModelCard.load(path) for role, path in (("tissue", args.tissue_card), ("cell", args.cell_card)) if path}
     options = MergeOptions(rules=tuple(parse_rule(rule) for rule in args.rule), ignore=tuple(args.ignore),
                            allow_missing=tuple(args.allow_missing), lenient=args.lenient, cards=cards)
-    exports = tuple(EXPORTS[args.target]) if args.exports is None else tuple(args.exports)
     started = time.perf_counter()
     try:
         model, reports = merge_models(args.tissue, args.cell, target=args.target, head=args.head, options=options,
@@ -127,7 +130,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="the cell model: a model directory or a checkpoint; several make an ensemble (averaged)")
     merge.add_argument("--head", metavar="M", help="a merged model directory whose trained head to take")
     merge.add_argument("--target", choices=("torch", "tf"), required=True, help="framework of the merged graph")
-    merge.add_argument("--out", required=True, help="the merged model directory to write (its last level is created)")
+    merge.add_argument("--out", required=True,
+                       help="the merged model directory to write (created when its parent folder exists)")
     merge.add_argument("--rule", action="append", default=[], metavar="'REGEX=>REPL'",
                        help="rename source tensors (applied first, before the standard remap); repeatable")
     merge.add_argument("--ignore", action="append", default=[], metavar="REGEX",

@@ -30,12 +30,15 @@ def _train_head(args: argparse.Namespace) -> int:
     import time
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from slidescope.merge.export import write_merged
-    from slidescope.merge.head_training import train_head
-    from slidescope.merge.merging import merge_models
-    from slidescope.wsi.atomic import check_parent
+    from slidescope.merge.export import check_merged_out, write_merged
+    from slidescope.merge.head_training import check_head_slides, read_labels, train_head
+    from slidescope.merge.merging import MergeOptions, merge_models
 
-    check_parent(args.out)
+    # What can be refused without the work is refused first: the output, the slides, the labels.
+    check_merged_out(args.out, sources=[*args.tissue, *args.cell])
+    check_head_slides(args.slides, args.val_slides or ())
+    if args.labels is not None:
+        read_labels(args.labels, MergeOptions().head_classes)
     started = time.perf_counter()
     model, reports = merge_models(args.tissue, args.cell, target=args.framework)
     for report in reports.values():
@@ -100,7 +103,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotations", default=None, metavar="DIR",
                         help="QuPath GeoJSON exports, one <slide stem>.geojson per slide")
     parser.add_argument("--val-slides", nargs="+", default=None, metavar="SLIDE",
-                        help="validation slides (default: a fifth of --slides, at least one when there are two)")
+                        help="validation slides (tissue, cell: default a fifth of --slides, at least one when there are "
+                             "two; head: none unless given, and the best epoch is then the one that fits best)")
     parser.add_argument("--unlabelled-as", default=None, metavar="CLASS",
                         help="tissue model with annotations: label tissue outside every annotation as this class")
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME",
