@@ -161,8 +161,8 @@ def test_write_merged_exports_reload_and_agree(parts, tmp_path):
         np.testing.assert_allclose(value, expected[name], atol=1e-5, rtol=0)
     with pytest.raises(OutputExistsError, match="--overwrite"):
         write_merged(model, out)
-    write_merged(model, out, exports=("pt2",), overwrite=True)
-    assert "model.onnx" not in os.listdir(out)
+    write_merged(model, out, exports=(), overwrite=True)
+    assert "model.onnx" not in os.listdir(out) and "model.pt2" not in os.listdir(out)  # the old exports go too
 
 
 def test_tampered_weights_are_refused(parts, tmp_path):
