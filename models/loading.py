@@ -187,6 +187,7 @@ def _card_kind(path: Path) -> str | None:
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of ``path`` in ns (None when it cannot be read: reported later)."""
     try:
         info = path.stat()
     except OSError:
@@ -196,11 +197,7 @@ def _stat(path: Path) -> tuple[int, int] | None:
 
 def _file_version(card: ModelCard, directory: Path) -> tuple[int, int] | None:
     """Size and modification time of the card's weights file (None when it is missing: checked later)."""
-    try:
-        info = os.stat(card.weights_path(directory))
-    except OSError:
-        return None
-    return info.st_size, info.st_mtime_ns
+    return _stat(Path(card.weights_path(directory)))
 
 
 def _model(card: ModelCard, backend: Any, *, directory: str | None = None, requested_device: str = "auto") -> Model:

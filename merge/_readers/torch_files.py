@@ -26,7 +26,7 @@ OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt", "optimize
 RNG_KEYS = ("torch_rng", "rng", "rng_state", "cuda_rng")
 
 
-def _flatten(value: Any, prefix: str, tensors: dict[str, Any], metadata: dict[str, Any], path: str) -> None:
+def _flatten(value: Any, prefix: str, tensors: dict[str, Any], metadata: dict[str, Any]) -> None:
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -34,10 +34,10 @@ def _flatten(value: Any, prefix: str, tensors: dict[str, Any], metadata: dict[st
     elif isinstance(value, dict):
         for key, item in value.items():
             name = str(key) if not prefix else f"{prefix}.{key}"
-            _flatten(item, name, tensors, metadata, path)
+            _flatten(item, name, tensors, metadata)
     elif isinstance(value, (list, tuple)) and any(isinstance(item, (torch.Tensor, dict)) for item in value):
         for index, item in enumerate(value):
-            _flatten(item, f"{prefix}.{index}" if prefix else str(index), tensors, metadata, path)
+            _flatten(item, f"{prefix}.{index}" if prefix else str(index), tensors, metadata)
     else:
         metadata[prefix or "value"] = value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
 
@@ -80,7 +80,7 @@ def read_torch(path: str, *, legacy: bool) -> Checkpoint:
     loaded = _load(path, legacy)
     tensors: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
-    _flatten(loaded, "", tensors, metadata, path)
+    _flatten(loaded, "", tensors, metadata)
     if not tensors:
         raise CheckpointError(f"{path}: a torch file without tensors (it holds {type(loaded).__name__}); expected a "
                               f"state dict")
