@@ -12,6 +12,7 @@ exported (:mod:`slidescope.merge.export`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,15 @@ class MergeOptions:
     head_classes: tuple[str, ...] = ("normal", "tumour")
     #: Cards of bare checkpoints whose architecture is not their role's standard one (by role).
     cards: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Patterns are checked when the options are made, before any checkpoint is read.
+        for option, patterns in (("ignore", self.ignore), ("allow_missing", self.allow_missing)):
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError) as exc:
+                    raise ParameterError(f"{option} pattern {pattern!r}: not a valid regular expression: {exc}") from None
 
 
 def part_card(source: Source, target: str) -> Any:
