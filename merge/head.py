@@ -29,7 +29,7 @@ import numpy as np
 
 from slidescope.wsi.errors import ParameterError
 
-__all__ = ["HeadSpec", "HEAD_LAYERS", "GATE_FLOOR", "head_shapes", "head_forward", "peak_counts", "cell_features",
+__all__ = ["HeadSpec", "HEAD_LAYERS", "GATE_FLOOR", "head_shapes", "head_forward", "peak_counts", "peak_positions", "cell_features",
            "PARTS", "member_scopes"]
 
 #: The parts of the merged graph, in order.
@@ -145,18 +145,32 @@ def peak_counts(heatmap_logits: np.ndarray, type_logits: np.ndarray, *, min_dist
     largest type logit there. Logits, not probabilities, are compared: a saturated sigmoid would
     turn a sharp peak into a plateau of 1.0.
     """
+    image, _, _, kind, _ = peak_positions(heatmap_logits, type_logits, min_distance_px=min_distance_px,
+                                          threshold=threshold)
+    types = np.asarray(type_logits).shape[-1]
+    flat = np.bincount(image * types + kind, minlength=len(heatmap_logits) * types)
+    return flat.reshape(len(heatmap_logits), types).astype(np.int64)
+
+
+def peak_positions(heatmap_logits: np.ndarray, type_logits: np.ndarray, *, min_distance_px: float,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The nuclei :func:`peak_counts` counts, one by one: ``(image, y, x, type, score)`` arrays.
+
+    ``image``, ``y``, ``x`` and ``type`` are int64 (pixel row and column in the image, the type's
+    index), ``score`` float32 is the heatmap probability there (the sigmoid of the logit). Rows are
+    in image order, then row-major within an image.
+    """
     from scipy.ndimage import maximum_filter
 
     radius = max(1, int(round(min_distance_px)))
     logits = np.asarray(heatmap_logits, np.float32)
     types = np.asarray(type_logits, np.float32)
     floor = _logit(threshold)
-    counts = np.zeros((len(logits), types.shape[-1]), np.int64)
-    for i, (heat, kinds) in enumerate(zip(logits, types)):
-        local = maximum_filter(heat, size=2 * radius + 1, mode="constant", cval=-np.inf)
-        peaks = (heat == local) & (heat >= floor)
-        counts[i] = np.bincount(kinds.argmax(axis=-1)[peaks], minlength=types.shape[-1])
-    return counts
+    local = maximum_filter(logits, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=-np.inf)
+    image, y, x = np.nonzero((logits == local) & (logits >= floor))
+    kind = types[image, y, x].argmax(axis=-1).astype(np.int64)
+    score = (1.0 / (1.0 + np.exp(-logits[image, y, x].astype(np.float64)))).astype(np.float32)
+    return image.astype(np.int64), y.astype(np.int64), x.astype(np.int64), kind, score
 
 
 def _logit(p: float) -> float:

@@ -26,11 +26,14 @@ from .errors import ModelCardError, ModelNotFoundError
 from .model import Model
 from .registry import CARD_KINDS, backend_class, card_kind_loader
 
-__all__ = ["SHIPPED_DIR", "DEVICES", "load_model", "save_model", "create_model", "shipped_model_dir",
+__all__ = ["SHIPPED_DIR", "DEVICES", "load_model", "save_model", "create_model", "shipped_model_dir", "SHIPPED_NAMES",
            "cached_model", "model_from_weights", "clear_model_cache"]
 
 #: Where the models this project ships live.
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+#: Names of shipped models: the tissue and cell models, and ``"slide"``, the merged slide model
+#: (``slidescope.merge.shipped`` makes it; ``load_model`` hands it to merge/ by its card's kind).
+SHIPPED_NAMES = (*TASKS, "slide")
 #: Devices a model may be asked to run on.
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -96,7 +99,7 @@ def _resolve_source(source: Any, framework: str | None) -> tuple[Path, str | Non
     path = Path(text)
     if path.is_dir():
         return path, framework
-    if text in TASKS and not os.path.lexists(text):
+    if text in SHIPPED_NAMES and not os.path.lexists(text):
         return shipped_model_dir(text, framework or "torch"), framework
     if path.is_file() and path.name == CARD_FILE:
         return path.parent, framework
@@ -104,7 +107,7 @@ def _resolve_source(source: Any, framework: str | None) -> tuple[Path, str | Non
         raise ModelNotFoundError(f"{text}: expected a model directory (card.json and weights), got a file")
     raise ModelNotFoundError(
         f"{text}: no such model directory, and not the name of a shipped model (expected a directory or one of "
-        f"{', '.join(TASKS)})"
+        f"{', '.join(SHIPPED_NAMES)})"
     )
 
 

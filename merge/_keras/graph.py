@@ -199,6 +199,14 @@ class KerasSlideBackend:
             out.setdefault("cell_counts", []).append(self._cell_part(self._tf.constant(fine[start:start + chunk])).numpy())
         return {key: np.concatenate(values) for key, values in out.items()}
 
+    def head_outputs(self, embedding: np.ndarray, cells: np.ndarray, gate: np.ndarray) -> dict[str, np.ndarray]:
+        """The head alone (see the torch backend's ``head_outputs``)."""
+        tf = self._tf
+        features = tf.concat([tf.constant(np.asarray(embedding, np.float32)), tf.constant(np.asarray(cells, np.float32))],
+                             axis=1)
+        out = self.parts["head"]([features, tf.constant(np.asarray(gate, np.float32))], training=False)
+        return {"slide_probs": out["slide_probs"].numpy().reshape(-1), "attention": out["attention"].numpy().reshape(-1)}
+
     def cell_logits(self, fine: np.ndarray) -> dict[str, np.ndarray]:
         """The cell part's ``heatmap`` and ``types`` logits (channels last, as the torch backend's)."""
         heat, types = self._cell_logits(self._tf.constant(fine))

@@ -209,6 +209,16 @@ class TorchSlideBackend:
                 out.setdefault("cell_counts", []).append(counts.numpy())
         return {key: np.concatenate(values) for key, values in out.items()}
 
+    def head_outputs(self, embedding: np.ndarray, cells: np.ndarray, gate: np.ndarray) -> dict[str, np.ndarray]:
+        """The head alone over one slide's coarse tiles: ``slide_probs`` ``(K,)`` and ``attention`` ``(Nc,)``
+        from the tiles' embeddings, cell features and gate (what :meth:`part_outputs` and
+        :func:`~slidescope.merge.head.cell_features` give)."""
+        with torch.inference_mode():
+            probs, attention = self.graph.head(torch.from_numpy(np.ascontiguousarray(embedding, np.float32)),
+                                               torch.from_numpy(np.ascontiguousarray(cells, np.float32)),
+                                               torch.from_numpy(np.ascontiguousarray(gate, np.float32)))
+        return {"slide_probs": probs.numpy(), "attention": attention.numpy()}
+
     def cell_logits(self, fine: np.ndarray) -> dict[str, np.ndarray]:
         """The cell part's ``heatmap`` ``(Nf, H, W)`` and ``types`` ``(Nf, H, W, T)`` logits (channels last)."""
         with torch.inference_mode():
