@@ -1,91 +1,62 @@
-"""The built-in default job: generated slides, their info, a timed tile read, and tiling.
+"""The built-in default job (``make demo``): generated slides through the batch run.
 
-For each generated slide: its info, tissue mask, a two-scale tile plan, a Dask read of the
-tissue tiles with a stitched heatmap, and the read throughput against OpenSlide. Later issues
-grow this into the full batch run (models, reports); it needs no data.
+Generates a handful of slides (with and without tumour regions, and one corrupt file), then runs
+:func:`~slidescope.workflows.batch.run_batch` over them with the shipped merged slide model on a local
+Dask cluster (its dashboard URL printed while it runs), and prints the predictions table and where
+the report is. The demo is the batch run itself, on data it makes; it needs no data and no network.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-import numpy as np
+import pandas as pd
 
-from slidescope.wsi import open_slide
 from slidescope.wsi.synthetic import make_slide
 
-from .demo_tiling import run_tiling_demo
-from .info import format_summary, slide_summary
+__all__ = ["run_demo", "make_demo_slides", "DEMO_SLIDES"]
 
-__all__ = ["run_demo"]
-
-
-#: Tiles per read_tiles call, as the tiling tasks use them.
-BATCH = 128
+#: name -> (seed, tumour) of the generated demo slides; ``demo-corrupt`` is a tumour slide cut short.
+DEMO_SLIDES = {"tumour-a": (11, True), "normal-a": (12, False), "tumour-b": (13, True), "normal-b": (14, False)}
 
 
-def _tiles_per_second(read, count: int, rounds: int = 3) -> float:
-    """Best of ``rounds`` timings (the first warms the page cache and the decoder)."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        read()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+def make_demo_slides(folder: Path, *, width: int = 8192, height: int = 6144, stream: TextIO | None = None) -> list[Path]:
+    """The demo's slides in ``folder`` (made once, kept for the next run), the corrupt one last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, (seed, tumour) in DEMO_SLIDES.items():
+        path = folder / f"demo-{name}.svs"
+        if not path.exists():
+            started = time.perf_counter()
+            make_slide(path, width, height, seed=seed, tumour=tumour)
+            if stream is not None:
+                print(f"generated {path} ({'with' if tumour else 'without'} tumour) in "
+                      f"{time.perf_counter() - started:.1f} s", file=stream, flush=True)
+        paths.append(path)
+    corrupt = folder / "demo-corrupt.svs"
+    if not corrupt.exists():
+        data = paths[0].read_bytes()
+        corrupt.write_bytes(data[: len(data) // 3])  # the tile data ends a third of the way in
+        if stream is not None:
+            print(f"generated {corrupt} (a slide cut short: the batch reports it and goes on)", file=stream, flush=True)
+    paths.append(corrupt)
+    return paths
 
 
-def _in_batches(read, locations: np.ndarray) -> None:
-    for start in range(0, len(locations), BATCH):
-        read(locations[start:start + BATCH])
-
-
-def run_demo(out_dir: Path, *, slides: int = 2, width: int = 12000, height: int = 9000, tiles: int = 512,
-             seed: int = 0, stream: TextIO) -> dict[str, float]:
-    """Generate ``slides`` synthetic slides in ``out_dir`` and read ``tiles`` tiles from each.
+def run_demo(out_dir: Path, *, width: int = 8192, height: int = 6144, workers: int | None = None,
+             stream: TextIO, events: Any = None) -> pd.DataFrame:
+    """Generate the demo slides into ``out_dir/slides`` and run the batch into ``out_dir/run``.
 
     Returns
     -------
-    dict
-        Tiles per second of ``read_tiles`` at level 0 (aligned) and at 0.5 µm/px (unaligned),
-        and of a plain ``openslide.read_region`` loop on the same aligned tiles.
+    pandas.DataFrame
+        The batch's ``predictions.csv``.
     """
-    import openslide
+    from .batch import run_batch
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, list[float]] = {"aligned": [], "unaligned_0.5mpp": [], "openslide_loop": []}
-    for index in range(slides):
-        path = out_dir / f"demo-{index}.svs"
-        start = time.perf_counter()
-        made = make_slide(path, width, height, seed=seed + index, tumour=index % 2 == 0)
-        print(f"generated {made.path} in {time.perf_counter() - start:.1f} s", file=stream)
-        with open_slide(path) as slide:
-            print(format_summary(slide_summary(slide)), file=stream)
-            tile_w, tile_h = slide.levels[0].tile_size or (256, 256)
-            rng = np.random.default_rng(seed)
-            grid = np.stack(np.meshgrid(np.arange(width // tile_w), np.arange(height // tile_h)), -1).reshape(-1, 2)
-            picked = grid[rng.permutation(len(grid))[:tiles]] * (tile_w, tile_h)
-            figures["aligned"].append(_tiles_per_second(
-                lambda: _in_batches(lambda chunk: slide.read_tiles(chunk, (tile_w, tile_h)), picked), len(picked)))
-            corners = rng.integers(0, (width - 448, height - 448), size=(len(picked), 2))
-            figures["unaligned_0.5mpp"].append(_tiles_per_second(
-                lambda: _in_batches(lambda chunk: slide.read_tiles(chunk, (224, 224), mpp=0.5), corners),
-                len(corners)))
-            run_tiling_demo(slide, out_dir / path.stem, stream=stream)
-            reference = openslide.OpenSlide(str(path))
-            try:
-                figures["openslide_loop"].append(_tiles_per_second(
-                    lambda: [np.asarray(reference.read_region((int(x), int(y)), 0, (tile_w, tile_h)))[..., :3]
-                             for x, y in picked],
-                    len(picked)))
-            finally:
-                reference.close()
-    summary = {name: float(np.mean(values)) for name, values in figures.items()}
-    print(
-        f"read throughput (one thread, batches of {BATCH}, best of 3): {summary['aligned']:.0f} tiles/s aligned "
-        f"({summary['aligned'] / summary['openslide_loop']:.1f}x an openslide.read_region loop at "
-        f"{summary['openslide_loop']:.0f} tiles/s), {summary['unaligned_0.5mpp']:.0f} tiles/s for 224 px at 0.5 µm/px",
-        file=stream,
-    )
-    return summary
+    slides = make_demo_slides(out_dir / "slides", width=width, height=height, stream=stream)
+    print(f"running the shipped slide model over {len(slides)} slides on a local Dask cluster ...", file=stream,
+          flush=True)
+    return run_batch([str(p) for p in slides], out_dir / "run", workers=workers, events=events)

@@ -24,6 +24,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ _CELLS_COMPRESSLEVEL = 1
 #: Decimals kept in cell coordinates (level-0 pixels: 0.1 px is 0.025 µm at 0.25 µm/px) and scores.
 _COORDINATE_DECIMALS = 1
 _SCORE_DECIMALS = 4
+#: A cell's octagon: vertex k at angle k * 45° (counter-clockwise in (x, y)) from the centre; its
+#: x offset is ``_OCTAGON_STEPS[_OCTAGON[k][0]] * radius``, its y offset ``_OCTAGON_STEPS[_OCTAGON[k][1]] * radius``.
+_OCTAGON_STEPS = np.array([1.0, math.sqrt(0.5), 0.0, -math.sqrt(0.5), -1.0])
+_OCTAGON = [(0, 2), (1, 1), (2, 0), (3, 1), (4, 2), (3, 3), (2, 4), (1, 3)]
 #: Largest magnitude of a cell coordinate or score (as :data:`~slidescope.wsi.validation.MAX_COORDINATE`).
 _MAX_CELL_NUMBER = 2.0**31
 
@@ -339,8 +344,6 @@ def write_cells_geojson_gz(
         raise ParameterError(f"chunks: expected an iterable of DataFrames, got {describe(chunks)}")
 
     metadata = json.dumps({"mpp": mpp_l0, "radius_l0": radius}, separators=(",", ":"))
-    angles = np.arange(8) * (math.pi / 4)
-    offsets = np.stack([np.cos(angles), np.sin(angles)], axis=1) * radius  # counter-clockwise in (x, y)
     written = 0
     try:
         with atomic_path(target) as temporary:
@@ -348,11 +351,19 @@ def write_cells_geojson_gz(
                                                              fileobj=raw, compresslevel=_CELLS_COMPRESSLEVEL,
                                                              mtime=0) as stream:
                 stream.write(b'{"type":"FeatureCollection","slidescope":' + metadata.encode() + b',"features":[')
-                for index, chunk in enumerate(chunks):
-                    text, count = _cells_bytes(chunk, index, class_table, class_index, offsets)
-                    if count:
-                        stream.write(text if written else text[1:])  # no comma before the first feature
+                # zlib releases the GIL: one chunk is compressed in a thread while the next is laid out.
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cells-gzip") as compressor:
+                    pending: Future[Any] | None = None
+                    for index, chunk in enumerate(chunks):
+                        text, count = _cells_bytes(chunk, index, class_table, class_index, radius)
+                        if not count:
+                            continue
+                        if pending is not None:
+                            pending.result()
+                        pending = compressor.submit(stream.write, text if written else text[1:])  # no comma first
                         written += count
+                    if pending is not None:
+                        pending.result()
                 stream.write(b"\n]}\n")
     except SlideError:
         raise
@@ -362,7 +373,7 @@ def write_cells_geojson_gz(
 
 
 def _cells_bytes(chunk: Any, index: int, class_table: np.ndarray, class_index: Mapping[str, int],
-                 offsets: np.ndarray) -> tuple[bytes, int]:
+                 radius: float) -> tuple[bytes, int]:
     """The features of one chunk of cells, each preceded by ``b",\\n"``, and their number.
 
     Every feature of a chunk is laid out in the same fixed-width template (numbers right-aligned
@@ -401,18 +412,16 @@ def _cells_bytes(chunk: Any, index: int, class_table: np.ndarray, class_index: M
                                  f"±{_MAX_CELL_NUMBER:g}, got {values[row]!r} in row {row}")
         numbers[column] = values
 
-    vertices = np.empty((count, 9, 2))
-    vertices[:, :8, 0] = numbers["l0_x"][:, None] + offsets[:, 0]
-    vertices[:, :8, 1] = numbers["l0_y"][:, None] + offsets[:, 1]
-    vertices[:, 8] = vertices[:, 0]
-    coordinates = _fixed_point(vertices.ravel(), _COORDINATE_DECIMALS).reshape(count, 18, -1)
-    codes = types.map(class_index).to_numpy(dtype=np.intp)
+    # An octagon's x (and y) coordinates take 5 values: format those, then pick them per vertex.
+    xs = _fixed_point((numbers["l0_x"][:, None] + _OCTAGON_STEPS * radius).ravel(), _COORDINATE_DECIMALS)
+    ys = _fixed_point((numbers["l0_y"][:, None] + _OCTAGON_STEPS * radius).ravel(), _COORDINATE_DECIMALS)
+    xs, ys = xs.reshape(count, len(_OCTAGON_STEPS), -1), ys.reshape(count, len(_OCTAGON_STEPS), -1)
+    codes = pd.Categorical(types, categories=list(class_index)).codes.astype(np.intp)
 
     blocks: list[np.ndarray] = [_text(',\n{"type":"Feature","id":"'), _uuid4_bytes(count),
                                 _text('","geometry":{"type":"Polygon","coordinates":[[')]
-    for vertex in range(9):
-        blocks += [_text("[" if vertex == 0 else ",["), coordinates[:, 2 * vertex], _text(","),
-                   coordinates[:, 2 * vertex + 1], _text("]")]
+    for vertex, (x_step, y_step) in enumerate(_OCTAGON + _OCTAGON[:1]):  # closed: the first vertex again
+        blocks += [_text("[" if vertex == 0 else ",["), xs[:, x_step], _text(","), ys[:, y_step], _text("]")]
     blocks += [_text(']]},"properties":{"objectType":"detection","classification":'), class_table[codes],
                _text(',"measurements":{"score":'), _fixed_point(numbers["score"], _SCORE_DECIMALS), _text("}}}")]
     lines = np.concatenate([np.broadcast_to(block, (count, block.shape[-1])) for block in blocks], axis=1)
@@ -430,28 +439,32 @@ def _fixed_point(values: np.ndarray, decimals: int) -> np.ndarray:
     ``values`` are finite, below :data:`_MAX_CELL_NUMBER` in magnitude; a minus sign sits right
     before the leading digit (``"  -12.5"``), as JSON requires.
     """
-    scaled = np.round(values * 10.0**decimals).astype(np.int64)
+    scaled = np.rint(values * 10.0**decimals)
     negative = scaled < 0
     magnitude = np.abs(scaled)
-    whole = magnitude // 10**decimals
-    int_width = len(str(int(whole.max()))) if whole.size else 1
+    dtype = np.int32 if magnitude.size and magnitude.max() < 2**31 else np.int64  # int32 divides faster
+    rest = magnitude.astype(dtype)
     frac_width = decimals + 1 if decimals else 0
-    width = 1 + int_width + frac_width  # a column for the sign
-    out = np.full((len(values), width), ord(" "), dtype=np.uint8)
+    columns: list[np.ndarray] = []  # right to left
+    for _ in range(decimals):
+        rest, digit = np.divmod(rest, 10)
+        columns.append(digit.astype(np.uint8) + ord("0"))
     if decimals:
-        out[:, width - frac_width] = ord(".")
-        for k in range(decimals):
-            out[:, width - 1 - k] = ord("0") + (magnitude // 10**k) % 10
-    units = width - frac_width - 1  # the column of the units digit
-    digits = np.ones(len(values), dtype=np.int64)  # how many digits the whole part has
-    for k in range(int_width):
-        shown = (whole >= 10**k) | (k == 0)
-        out[shown, units - k] = ord("0") + (whole[shown] // 10**k) % 10
-        if k:
-            digits += whole >= 10**k
+        columns.append(np.full(len(values), ord("."), dtype=np.uint8))
+    digits = np.zeros(len(values), dtype=np.int64)  # digits of the whole part (at least one)
+    while True:
+        shown = (rest > 0) | (digits == 0)
+        rest, digit = np.divmod(rest, 10)
+        columns.append(np.where(shown, digit.astype(np.uint8) + ord("0"), ord(" ")).astype(np.uint8))
+        digits += shown
+        if not rest.any():
+            break
+    columns.append(np.full(len(values), ord(" "), dtype=np.uint8))  # room for a minus sign
+    out = np.stack(columns[::-1])  # (width, n): each column written contiguously
+    width = len(columns)
     rows = np.flatnonzero(negative)
-    out[rows, units - digits[rows]] = ord("-")
-    return out
+    out[width - frac_width - 1 - digits[rows], rows] = ord("-")
+    return out.T
 
 
 def _uuid4_bytes(count: int) -> np.ndarray:
@@ -505,7 +518,7 @@ def _parse_probability(probability: Any) -> np.ndarray:
         values = np.asarray(probability)
     except (TypeError, ValueError):
         raise ParameterError(f"probability: expected a 2-D array (height, width), got {describe(probability)}") from None
-    if values.dtype.kind not in "iuf":
+    if values.dtype.kind not in "biuf":
         raise ParameterError(f"probability: expected a 2-D array of real numbers, got dtype {values.dtype}")
     if values.ndim != 2:
         raise ParameterError(f"probability: expected a 2-D array (height, width), got shape {values.shape}")

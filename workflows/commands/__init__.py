@@ -3,9 +3,9 @@ packages it needs inside its handlers, so a command loads only what it uses."""
 
 from __future__ import annotations
 
-from . import demo, merge, models, slide, tiling, training
+from . import demo, merge, models, run, slide, tiling, training
 
 __all__ = ["FAMILIES"]
 
 #: The modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
-FAMILIES = (slide, tiling, models, training, merge, demo)
+FAMILIES = (slide, tiling, models, training, merge, run, demo)
