@@ -35,9 +35,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/merge.py
 
 # Trains the shipped models from generated slides (seeded; about 1.5 hours on 2 CPU cores: tissue 2 x 9 min, cell torch 17 min, cell tf 40-60 min) into
-# models/shipped/; the demo and the tests need none of this.
+# models/shipped/, then merges the torch ones with a slide head trained on 8 generated slides (2 min) into
+# models/shipped/slide-torch, the model `slidescope run` uses by default; the demo and the tests need none of this.
 models: $(STAMP)
 	$(BIN)/python -m slidescope.models.recipes --work build/models
+	$(BIN)/python -m slidescope.merge.shipped --work build/models
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
