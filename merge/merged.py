@@ -256,4 +256,6 @@ def load_merged(directory: Any, *, device: str = "auto", check: bool = True) -> 
                               f"damaged after the merge")
     backend = graph_class(card.framework)(card.tissue, card.cell, card.head, members=card.members)
     backend.load_weights(path)
+    if hasattr(backend, "to_device"):  # torch: the graph moves; TensorFlow places its ops itself
+        backend.to_device(device)
     return SlideModel(card, backend, directory, device)

@@ -532,6 +532,10 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
     threads_per_worker = parse_positive_int(threads_per_worker, "threads_per_worker", maximum=256)
     if workers is not None:
         workers = parse_positive_int(workers, "workers", maximum=1024)
+    if device == "cuda" and client is None and scheduler is None:  # a local cluster: this machine's GPU, checked now
+        from slidescope.models.registry import backend_class
+
+        backend_class("torch").resolve_device("cuda")
     options = BatchOptions(workers, threads_per_worker, scheduler, device, resume, overwrite, report, slides_in_flight)
     slides = resolve_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     directory = resolve_model_directory(model)

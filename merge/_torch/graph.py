@@ -122,7 +122,7 @@ class SlideGraph(nn.Module):
 
 
 class TorchSlideBackend:
-    """The merged graph in torch, on the CPU: weights in and out, a run, exports.
+    """The merged graph in torch: weights in and out, a run, exports; on the CPU unless :meth:`to_device`.
 
     Parameters
     ----------
@@ -139,6 +139,26 @@ class TorchSlideBackend:
     def __init__(self, tissue_card: Any, cell_card: Any, head: HeadSpec, seed: int = 0,
                  members: dict[str, int] | None = None) -> None:
         self.graph = SlideGraph(tissue_card, cell_card, head, seed=seed, members=members).eval()
+        self.device = "cpu"
+
+    def to_device(self, device: str) -> str:
+        """Move the graph to ``device`` (``auto``: a GPU when torch sees one); returns the device used.
+        Inputs go to it and outputs come back as numpy; exports are made on the CPU.
+
+        Raises
+        ------
+        FrameworkError
+            ``cuda`` without a GPU.
+        """
+        from slidescope.models.registry import backend_class
+
+        self.device = backend_class("torch").resolve_device(device)
+        self.graph.to(self.device)
+        return self.device
+
+    def _tensor(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
+        array = np.ascontiguousarray(array if dtype is None else np.asarray(array, dtype))
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
 
     # -- weights ------------------------------------------------------------------------------------
 
@@ -157,7 +177,7 @@ class TorchSlideBackend:
         tensors = {}
         for name, value in state.items():
             if name in arrays:
-                tensors[name] = torch.as_tensor(np.array(arrays[name], dtype=value.numpy().dtype))
+                tensors[name] = torch.as_tensor(np.array(arrays[name], dtype=value.detach().cpu().numpy().dtype))
             elif name.endswith(".num_batches_tracked"):
                 tensors[name] = torch.zeros_like(value)
             else:
@@ -179,7 +199,7 @@ class TorchSlideBackend:
         from ..errors import CheckpointError
 
         try:
-            tensors = load_file(path, device="cpu")
+            tensors = load_file(path, device=self.device)
             self.graph.load_state_dict(tensors, strict=True)
         except Exception as exc:  # safetensors and torch raise several types; one error naming the file
             raise CheckpointError(f"{path}: the merged weights do not load into the graph: {exc}") from None
@@ -188,9 +208,8 @@ class TorchSlideBackend:
 
     def run(self, coarse: np.ndarray, fine: np.ndarray, parents: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            outputs = self.graph(torch.from_numpy(np.ascontiguousarray(coarse)), torch.from_numpy(np.ascontiguousarray(fine)),
-                                 torch.from_numpy(np.asarray(parents, np.int64)),
-                                 torch.from_numpy(np.asarray(valid, np.float32)))
+            outputs = self.graph(self._tensor(coarse), self._tensor(fine), self._tensor(parents, np.int64),
+                                 self._tensor(valid, np.float32))
         return {name: value.cpu().numpy() for name, value in zip(OUTPUTS, outputs)}
 
     def part_outputs(self, coarse: np.ndarray | None = None, fine: np.ndarray | None = None,
@@ -200,13 +219,12 @@ class TorchSlideBackend:
         out: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in range(0, 0 if coarse is None else len(coarse), chunk):
-                logits, probs, embedding = self.graph.tissue_part(torch.from_numpy(np.ascontiguousarray(
-                    coarse[start:start + chunk])))
+                logits, probs, embedding = self.graph.tissue_part(self._tensor(coarse[start:start + chunk]))
                 for key, value in (("tissue_logits", logits), ("tissue_probs", probs), ("embedding", embedding)):
-                    out.setdefault(key, []).append(value.numpy())
+                    out.setdefault(key, []).append(value.cpu().numpy())
             for start in range(0, 0 if fine is None else len(fine), chunk):
-                counts = self.graph.cell_part(torch.from_numpy(np.ascontiguousarray(fine[start:start + chunk])))
-                out.setdefault("cell_counts", []).append(counts.numpy())
+                counts = self.graph.cell_part(self._tensor(fine[start:start + chunk]))
+                out.setdefault("cell_counts", []).append(counts.cpu().numpy())
         return {key: np.concatenate(values) for key, values in out.items()}
 
     def head_outputs(self, embedding: np.ndarray, cells: np.ndarray, gate: np.ndarray) -> dict[str, np.ndarray]:
@@ -214,16 +232,15 @@ class TorchSlideBackend:
         from the tiles' embeddings, cell features and gate (what :meth:`part_outputs` and
         :func:`~slidescope.merge.head.cell_features` give)."""
         with torch.inference_mode():
-            probs, attention = self.graph.head(torch.from_numpy(np.ascontiguousarray(embedding, np.float32)),
-                                               torch.from_numpy(np.ascontiguousarray(cells, np.float32)),
-                                               torch.from_numpy(np.ascontiguousarray(gate, np.float32)))
-        return {"slide_probs": probs.numpy(), "attention": attention.numpy()}
+            probs, attention = self.graph.head(self._tensor(embedding, np.float32), self._tensor(cells, np.float32),
+                                               self._tensor(gate, np.float32))
+        return {"slide_probs": probs.cpu().numpy(), "attention": attention.cpu().numpy()}
 
     def cell_logits(self, fine: np.ndarray) -> dict[str, np.ndarray]:
         """The cell part's ``heatmap`` ``(Nf, H, W)`` and ``types`` ``(Nf, H, W, T)`` logits (channels last)."""
         with torch.inference_mode():
-            heat, types = self.graph.cell_logits(torch.from_numpy(np.ascontiguousarray(fine)))
-        return {"heatmap": heat.numpy(), "types": types.permute(0, 2, 3, 1).contiguous().numpy()}
+            heat, types = self.graph.cell_logits(self._tensor(fine))
+        return {"heatmap": heat.cpu().numpy(), "types": types.permute(0, 2, 3, 1).contiguous().cpu().numpy()}
 
     def set_head(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace the head's tensors (torch names without the ``head.`` scope)."""
