@@ -52,7 +52,9 @@ __all__ = ["run_batch", "BatchOptions", "BatchEvents", "RUN_KIND", "prediction_c
 RUN_KIND = "slidescope-run"
 #: Times a slide whose tasks kill their worker is tried (Dask's ``allowed-failures`` for each task).
 WORKER_DEATHS_ALLOWED = 2
-_STAGED = re.compile(r"^\..+\.[0-9a-f]{12}\.(partial|old)$")
+#: What :func:`~slidescope.wsi.atomic.atomic_path` names the staging and set-aside folders of ``slides/ID``:
+#: ``.ID.<12 hex>.partial`` (``.STEM.<12 hex>.partial.SUFFIX`` when the id has a dot) and ``.ID.<12 hex>.old``.
+_STAGED = re.compile(r"^\..+\.[0-9a-f]{12}\.(partial(\.[^.]+)?|old)$")
 
 
 def prediction_columns(types: Sequence[str]) -> list[str]:

@@ -21,7 +21,12 @@ CASES = [
     (["synth", "s.svs", "--height", "512", "--width"], "--width", ["0", "1.5", "nan", "-1"]),
     (["synth", "s.svs", "--width", "512", "--height", "512", "--seed"], "--seed", ["-1", "0.5", "1e30"]),
     (["synth", "s.svs", "--width", "512", "--height", "512", "--mpp"], "--mpp", ["nan", "0", "inf"]),
-    (["demo", "--tiles"], "--tiles", ["0", "nan", "2.5"]),
+    (["demo", "--workers"], "--workers", ["0", "nan", "2.5"]),
+    (["run", SLIDE, "--out", "o", "--workers"], "--workers", ["0", "nan", "1.5"]),
+    (["run", SLIDE, "--out", "o", "--threads-per-worker"], "--threads-per-worker", ["0", "inf"]),
+    (["run", SLIDE, "--out", "o", "--batch-size"], "--batch-size", ["0", "nan", "-2"]),
+    (["run", SLIDE, "--out", "o", "--min-tissue"], "--min-tissue", ["1.5", "nan"]),
+    (["run", SLIDE, "--out", "o", "--mask-mpp"], "--mask-mpp", ["0", "inf"]),
     (["predict", "M", SLIDE, "--out", "o", "--batch-size"], "--batch-size", ["0", "nan", "1.5", "-2"]),
     (["predict", "M", SLIDE, "--out", "o", "--workers"], "--workers", ["0", "inf"]),
     (["predict", "M", SLIDE, "--out", "o", "--slide-mpp"], "--slide-mpp", ["nan", "0"]),
@@ -61,7 +66,10 @@ def test_good_numbers_are_parsed_as_numbers():
     "tile S --mpp 0.5 --tile 256 --overlap 32 --context 0 --out plan.parquet --min-tissue 0.5 --mask-mpp 8 "
     "--no-mask --method otsu --backend openslide --slide-mpp 0.25 --overwrite",
     "tile S --scale 2:256 --scale 0.5:256:32 --out plan.parquet",
-    "demo --out demo-output --slides 1 --width 6000 --height 4500 --tiles 64",
+    "demo --out demo-output --width 6000 --height 4500 --workers 2",
+    "run slides/ S cohort.csv --out DIR --model DIR --workers 2 --threads-per-worker 1 --scheduler tcp://h:8786 "
+    "--device cuda --no-resume --overwrite --dry-run --cell-everywhere --quiet --batch-size 32 --min-tissue 0.25 "
+    "--mask-mpp 8 --method otsu",
     "predict tissue S --out DIR --framework tf --batch-size 32 --workers 2 --device cpu --slide-mpp 0.25 "
     "--min-tissue 0.5 --mask-mpp 8 --method otsu --backend auto --overwrite",
     "predict models/cell-model S --out DIR",

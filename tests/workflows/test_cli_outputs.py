@@ -144,10 +144,10 @@ def test_a_parent_that_is_a_file_is_a_one_line_error(small_slide, tmp_path, caps
 def test_demo_refuses_a_file_or_a_deep_missing_folder_as_its_folder(tmp_path, capsys):
     existing = tmp_path / "report.txt"
     existing.write_text("keep me")
-    assert main(["demo", "--out", str(existing), "--slides", "1"]) == 2
+    assert main(["demo", "--out", str(existing)]) == 2
     _one_line_error(capsys, "expected a folder")
     assert existing.read_text() == "keep me"
-    assert main(["demo", "--out", str(tmp_path / "x" / "y"), "--slides", "1"]) == 2
+    assert main(["demo", "--out", str(tmp_path / "x" / "y")]) == 2
     _one_line_error(capsys, "does not exist")
     assert not (tmp_path / "x").exists()
 

@@ -25,8 +25,9 @@ def _dry_run(args: argparse.Namespace, settings: object) -> int:
             print(f"error    {row.slide_id}: {row.error}")
             continue
         cascade = "" if args.cell_everywhere else " (at most: the cascade reads those under flagged tiles)"
-        print(f"{row.slide_id}: tissue {row.tissue_area_mm2:.1f} mm², {row.coarse_tiles} coarse tiles, "
-              f"{row.fine_tiles} fine tiles{cascade}; estimated {row.estimated_seconds_min:.0f}-"
+        # int(): a failed slide's row makes the count columns float (NaN)
+        print(f"{row.slide_id}: tissue {row.tissue_area_mm2:.1f} mm², {int(row.coarse_tiles)} coarse tiles, "
+              f"{int(row.fine_tiles)} fine tiles{cascade}; estimated {row.estimated_seconds_min:.0f}-"
               f"{row.estimated_seconds_max:.0f} s on {args.workers or 'all'} cores")
     ok = frame[frame.status == "ok"]
     print(f"{len(frame)} slides: {int(ok.coarse_tiles.sum()) if len(ok) else 0} coarse tiles, "
