@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/merge.py
+	$(BIN)/python bench/batch.py
 
 # Trains the shipped models from generated slides (seeded; about 1.5 hours on 2 CPU cores: tissue 2 x 9 min, cell torch 17 min, cell tf 40-60 min) into
 # models/shipped/, then merges the torch ones with a slide head trained on 8 generated slides (2 min) into
