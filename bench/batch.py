@@ -7,9 +7,9 @@ the read and model benchmarks made it already: same arguments, same bytes). ``--
 slides, one round, a smoke run of a few minutes. The model is the shipped merged model ``"slide"``
 (torch; ``load_model("slide")``), settings the defaults (``Settings()``: batch size 32, cascade on).
 
-Clusters: ``LocalCluster`` of spawned worker processes, as ``run_batch`` starts its own (the same Dask
-configuration: spawn, ``allowed-failures``), 2 workers x 1 thread (what ``run_batch`` starts on this
-machine by default: one worker per core) and 1 worker x 1 thread; each passed to ``run_batch(client=...)``.
+Clusters: the ``LocalCluster`` ``run_batch`` starts itself (its private ``_engine``: spawned workers, its
+Dask configuration, so a change there is measured here), 2 workers x 1 thread (what ``run_batch`` starts on
+this machine by default: one worker per core) and 1 worker x 1 thread; each passed to ``run_batch(client=...)``.
 Both are started and warmed before any timing (every worker loads the model, sets its threads and runs
 one batch of each part; then one untimed ``run_batch`` over a small 4,096 x 3,072 slide), so the timed
 runs exclude cluster start-up and first imports (the start-up is printed apart). Each timed run writes
@@ -32,10 +32,14 @@ What is timed:
   dynamically (one queue, each process takes the next batch when it is free, as Dask hands out tasks);
   wall = first start to last end. 1 process x 1 thread is measured once (the 1 x 1 cluster's baseline,
   and the per-core model time), and 1 process x 2 threads once, for the record.
-- **model only, Dask env** (once, a diagnosis): the same 2 x 1 model-only run in 2 more processes started
-  with the environment variables a Dask nanny gives its workers (``distributed.nanny.pre-spawn-environ``:
-  ``MALLOC_TRIM_THRESHOLD_=65536`` and ``OMP/MKL/OPENBLAS_NUM_THREADS=1``): what the workers' environment
-  alone costs the model.
+  The model-only processes start with the environment ``run_batch``'s workers get: the variables a Dask
+  nanny sets (``distributed.nanny.pre-spawn-environ``: ``MALLOC_TRIM_THRESHOLD_=65536``,
+  ``OMP/MKL/OPENBLAS_NUM_THREADS=1``) and slidescope's malloc settings over them
+  (``slidescope.workflows.worker_memory.WORKER_MALLOC``): the same process, minus the pipeline.
+- **model only, Dask's environment** (once, a diagnosis): the same 2 x 1 model-only run in 2 more processes
+  started with the nanny's variables alone (no ``WORKER_MALLOC``): what the malloc settings buy the model.
+- **run_batch 2x1, Dask's environment** (once, a diagnosis): the judged run on a third 2 x 1 cluster whose
+  workers start without ``WORKER_MALLOC`` (as before it existed).
 - **tiles per CPU-second** (every case): tiles / CPU seconds of the processes doing the work (model only:
   its processes; run_batch: the workers plus this process, which holds the client, the driver and the
   scheduler). Other programs' load changes wall times much more than CPU time per tile, so on a shared
@@ -56,14 +60,17 @@ Targets (issue 10):
    its high-water over warm-up and every run; not ``ru_maxrss``, which a spawned child inherits from its
    parent's address space on Linux).
 
-Rounds: ``--rounds`` (2) interleaved rounds of [model only 2 x 1, run_batch 2 x 1, run_batch 1 x 1]; a
-figure is its best round, the median round beside it. Before each case the script waits up to
+Order: ``--rounds`` (2) interleaved rounds of [model only 2 x 1, run_batch 2 x 1, run_batch 1 x 1]; then
+the run without the cascade; then, each only while the time cap allows it (an estimate from the rounds),
+model only 1 x 1, model only in Dask's environment, run_batch in Dask's environment, model only 1 x 2. A figure is its best round, the median round beside it. Before each case the script waits up to
 ``--quiet-wait`` s (10) for other programs to keep < 0.25 cores busy; each case records the cores other
 programs kept busy meanwhile (``busy``: all busy CPU time - this process's and its descendants' / wall)
 and the 1-minute load average at its start (``load``). When the best round of a judged case was busy
-(>= 0.25 cores) and the time cap allows, one more round is run. ``--time-cap`` (minutes, default 30; the
-full run takes about 20-25 min on a quiet 2-core machine, plus about 5 min the first time for the slides):
-no new round starts when the elapsed time plus the last round's duration would pass it.
+(>= 0.25 cores) and the time cap allows, one more round is run. ``--time-cap`` (minutes, default 30): no
+round and no optional case starts when the elapsed time plus its estimated duration would pass it; the
+judged cases (2 rounds and the run without the cascade) always run: about 22 min on a quiet 2-core
+machine, 25-30 min with everything, plus about 5 min the first time for the slides (each 40,000 x 30,000
+slide takes 4 min on one core).
 
 Where the time goes (printed for the judged runs): the per-slide ``seconds`` of each ``prediction.json``
 (plan, tissue = read + tissue part, cells = read + cell part + peaks, read, head, outputs; summed over
@@ -325,11 +332,14 @@ class ModelOnly:
                 "per_process_tiles": [sum(p["tiles"].values()) for p in parts]}
 
     def close(self) -> None:
+        if not self.procs:
+            return
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("stop",))
         for proc in self.procs:
             proc.join(10)
+        self.procs, self.pipes = [], []
 
 
 # ----------------------------------------------------------------------------- clusters
@@ -344,21 +354,40 @@ def dask_worker_environ() -> dict[str, str]:
     return {key: str(value) for key, value in environ.items() if value is not None}
 
 
-def start_cluster(workers: int, threads: int) -> tuple[Any, Any, float]:
-    """A local cluster as ``run_batch`` would start it (spawned workers), its client, and its start-up seconds."""
-    import dask
-    from distributed import Client, LocalCluster
+def start_cluster(stack: contextlib.ExitStack, workers: int, threads: int, dask_malloc: bool = False) -> tuple[Any, float]:
+    """The local cluster ``run_batch`` itself starts (its private ``_engine``, the same code path), kept open on
+    ``stack``; its client and its start-up seconds. ``dask_malloc``: the workers start with Dask's environment
+    alone, without ``WORKER_MALLOC`` (the diagnosis run: ``run_batch`` as it was before those settings)."""
+    from unittest import mock
 
-    from slidescope.workflows.batch import WORKER_DEATHS_ALLOWED
+    from slidescope.workflows import batch
+    from slidescope.workflows.batch import BatchEvents, BatchOptions, _engine
+    from slidescope.workflows.worker_memory import WORKER_MALLOC, worker_malloc
 
     started = time.perf_counter()
-    with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
-                          "distributed.worker.multiprocessing-method": "spawn"}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                               silence_logs=logging.CRITICAL)
-        client = Client(cluster)
-        client.wait_for_workers(workers)
-    return cluster, client, time.perf_counter() - started
+    saved = dict(os.environ)
+    patch = contextlib.nullcontext()
+    if dask_malloc:
+        # the nanny leaves its variables in *this* process's os.environ after it spawns, and a value there
+        # wins over its configuration: drop those the earlier clusters left
+        for key in {**dask_worker_environ(), **WORKER_MALLOC}:
+            os.environ.pop(key, None)
+        patch = mock.patch.object(batch, "worker_malloc", lambda: worker_malloc({}))
+    try:
+        with patch:
+            client, _ = stack.enter_context(_engine(None, BatchOptions(workers=workers, threads_per_worker=threads),
+                                                    BatchEvents()))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    client.wait_for_workers(workers)
+    return client, time.perf_counter() - started
+
+
+def _worker_environ() -> dict[str, str | None]:
+    """(On each worker.) The allocator and thread variables its process started with."""
+    return {key: os.environ.get(key) for key in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                                 "OMP_NUM_THREADS")}
 
 
 def _warm_worker(directory: str, threads: int) -> int:
@@ -478,6 +507,10 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _ratio(runs: list[dict[str, Any]], key: str, other: dict[str, Any]) -> float | None:
+    return best(runs)[key] / other[key] if runs else None
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     cases = results["cases"]
     mo2, a, b, e = cases["model_2x1"], cases["batch_2x1"], cases["batch_1x1"], cases["batch_2x1_everywhere"]
@@ -489,7 +522,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     ev = e[0]
     flagged_fraction = ba["flagged"] / ba["coarse"]
     work_tiles = ba["fine"] / ev["fine"] if ev["fine"] else float("nan")
-    work_seconds = ba["task_seconds"].get("cells", 0.0) / ev["task_seconds"]["cells"] if ev["task_seconds"].get("cells") else float("nan")
+    cells_everywhere = ev["task_seconds"].get("cells", 0.0)
+    work_seconds = ba["task_seconds"].get("cells", 0.0) / cells_everywhere if cells_everywhere else float("nan")
     limit = flagged_fraction + TARGET_CASCADE_MARGIN
     per_slide = []
     for ra, re in zip(ba["rows"], ev["rows"]):
@@ -498,15 +532,21 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                           "fine_everywhere": re["fine_tiles"],
                           "tiles_ratio": ra["fine_tiles"] / re["fine_tiles"] if re["fine_tiles"] else float("nan"),
                           "cells_s_cascade": ra["seconds_cells"], "cells_s_everywhere": re["seconds_cells"]})
+    rss = results["peak_rss"]
     return {
         "e2e": {"ratio": e2e, "ratio_of_medians": e2e_median, "target": TARGET_E2E, "verdict": verdict(e2e >= TARGET_E2E),
                 "batch_tiles_per_s": ba["tiles_per_s"], "model_tiles_per_s": bmo2["tiles_per_s"],
                 "busy": max(ba["busy"], bmo2["busy"]),
                 "cpu_ratio": ba["tiles_per_cpu_s"] / bmo2["tiles_per_cpu_s"],
-                "dask_env_cpu_ratio": cases["model_2x1_dask_env"][0]["tiles_per_cpu_s"] / bmo2["tiles_per_cpu_s"],
-                "dask_env_rate_ratio": cases["model_2x1_dask_env"][0]["tiles_per_s"] / bmo2["tiles_per_s"]},
-        "e2e_1x1": {"ratio": bb["tiles_per_s"] / cases["model_1x1"][0]["tiles_per_s"]},
-        "e2e_1x2": {"ratio": ba["tiles_per_s"] / cases["model_1x2"][0]["tiles_per_s"]},
+                # diagnoses (None where the time cap skipped the case)
+                "dask_env_rate_ratio": _ratio(cases["model_2x1_dask_env"], "tiles_per_s", bmo2),
+                "dask_env_cpu_ratio": _ratio(cases["model_2x1_dask_env"], "tiles_per_cpu_s", bmo2),
+                "dask_malloc_batch_rate_ratio": _ratio(cases["batch_2x1_dask_malloc"], "tiles_per_s", bmo2),
+                "dask_malloc_batch_cpu_ratio": _ratio(cases["batch_2x1_dask_malloc"], "tiles_per_cpu_s", bmo2),
+                "batch_1x1_vs_model_1x1": (bb["tiles_per_s"] / cases["model_1x1"][0]["tiles_per_s"]
+                                           if cases["model_1x1"] else None),
+                "batch_2x1_vs_model_1x2": (ba["tiles_per_s"] / cases["model_1x2"][0]["tiles_per_s"]
+                                           if cases["model_1x2"] else None)},
         "cascade": {"flagged_fraction": flagged_fraction, "limit": limit, "tiles_ratio": work_tiles,
                     "seconds_ratio": work_seconds, "verdict": verdict(work_tiles <= limit),
                     "seconds_verdict": verdict(work_seconds <= limit), "per_slide": per_slide},
@@ -514,9 +554,18 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                     "verdict": verdict(scaling >= TARGET_SCALING), "busy": max(ba["busy"], bb["busy"])},
         "record": {"slides_per_h": ba["slides_per_h"], "slides_per_h_1x1": bb["slides_per_h"],
                    "slides_per_h_everywhere": ev["slides_per_h"],
-                   "peak_rss_mb_2x1": {k: v / 2**20 for k, v in results["peak_rss"]["2x1"].items()},
-                   "peak_rss_mb_1x1": {k: v / 2**20 for k, v in results["peak_rss"]["1x1"].items()}},
+                   "peak_rss_mb": {name: [v / 2**20 for v in workers.values()] for name, workers in rss.items()}},
     }
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "skipped" if value is None else format(value, spec)
+
+
+NAMES = {"model_2x1": "model only, 2 proc x 1 thread", "batch_2x1": "run_batch 2x1, cascade",
+         "batch_1x1": "run_batch 1x1, cascade", "batch_2x1_everywhere": "run_batch 2x1, cell everywhere",
+         "model_1x1": "model only, 1 proc x 1 thread", "model_2x1_dask_env": "model only 2x1, Dask's env (no WORKER_MALLOC)",
+         "batch_2x1_dask_malloc": "run_batch 2x1, Dask's env (no WORKER_MALLOC)", "model_1x2": "model only, 1 proc x 2 threads"}
 
 
 def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
@@ -525,30 +574,31 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
           f"torch {env['torch']}, dask {env['dask']}")
     print(f"  {len(results['slides'])} slides {results['size'][0]} x {results['size'][1]} ("
           f"{', '.join(Path(p).name for p in results['slides'])}); model {results['model']}; batch {BATCH}; "
-          f"cluster start-up (excluded) 2x1 {results['startup_s']['2x1']:.1f} s, 1x1 {results['startup_s']['1x1']:.1f} s")
-    print(f"\n  {'case':<40}{'round':>6}{'tiles':>7}{'wall s':>8}{'tiles/s':>9}{'slides/h':>10}{'tiles/cpu-s':>12}"
+          "cluster start-up (excluded): " + ", ".join(f"{k} {v:.1f} s" for k, v in results["startup_s"].items()))
+    print(f"\n  {'case':<42}{'round':>6}{'tiles':>7}{'wall s':>8}{'tiles/s':>9}{'slides/h':>10}{'tiles/cpu-s':>12}"
           f"{'workers':>9}{'sys':>6}{'client':>8}{'busy':>6}{'load':>6}")
-    names = {"model_2x1": "model only, 2 proc x 1 thread", "batch_2x1": "run_batch 2x1, cascade",
-             "batch_1x1": "run_batch 1x1, cascade", "model_1x1": "model only, 1 proc x 1 thread",
-             "model_1x2": "model only, 1 proc x 2 threads",
-             "model_2x1_dask_env": "model only, 2 proc x 1 thread, Dask env",
-             "batch_2x1_everywhere": "run_batch 2x1, cell everywhere"}
-    for key, label in names.items():
+    for key, label in NAMES.items():
         for i, r in enumerate(cases.get(key, [])):
             slides_h = f"{r['slides_per_h']:>10.1f}" if "slides_per_h" in r else f"{'':>10}"
-            print(f"  {label:<40}{i + 1:>6}{r['tiles']:>7}{r['wall']:>8.1f}{r['tiles_per_s']:>9.2f}{slides_h}"
+            print(f"  {label:<42}{i + 1:>6}{r['tiles']:>7}{r['wall']:>8.1f}{r['tiles_per_s']:>9.2f}{slides_h}"
                   f"{r['tiles_per_cpu_s']:>12.2f}{r['worker_cores']:>9.2f}{r['worker_sys_share']:>6.2f}"
                   f"{r['client_cores']:>8.2f}{r['busy']:>6.2f}{r['load']:>6.2f}")
     print("  (tiles/cpu-s: tiles per CPU second of the workers (model only: its processes) + this process (run_batch"
           " only: the client and scheduler);\n   workers / client / busy: cores used by the workers (or model-only"
           " processes), by this process, by other programs; sys: the workers' share of CPU time in the kernel;\n"
           "   load: 1-min load average at the start)")
-    s = summary
+    if results["skipped"]:
+        print(f"  skipped by the time cap: {', '.join(results['skipped'])}")
+    s, e = summary, summary["e2e"]
     print("\nTargets")
-    print(f"  (1) run_batch 2x1 / model only 2x1 tiles/s: {s['e2e']['batch_tiles_per_s']:.2f} / "
-          f"{s['e2e']['model_tiles_per_s']:.2f} = {s['e2e']['ratio']:.2f} (medians {s['e2e']['ratio_of_medians']:.2f}), "
-          f"target >= {TARGET_E2E}: {s['e2e']['verdict']}   [run_batch 1x1 / model 1x1: {s['e2e_1x1']['ratio']:.2f}; "
-          f"run_batch 2x1 / model 1 proc x 2 threads: {s['e2e_1x2']['ratio']:.2f}]")
+    print(f"  (1) run_batch 2x1 / model only 2x1 tiles/s: {e['batch_tiles_per_s']:.2f} / {e['model_tiles_per_s']:.2f} = "
+          f"{e['ratio']:.2f} (medians {e['ratio_of_medians']:.2f}), target >= {TARGET_E2E}: {e['verdict']}")
+    print(f"      tiles per CPU-second, run_batch 2x1 / model only 2x1: {e['cpu_ratio']:.2f}; model only in Dask's "
+          f"environment alone / model only: tiles/s {_fmt(e['dask_env_rate_ratio'])}, per CPU-s {_fmt(e['dask_env_cpu_ratio'])}; "
+          f"run_batch 2x1 in Dask's environment alone / model only: tiles/s {_fmt(e['dask_malloc_batch_rate_ratio'])}, "
+          f"per CPU-s {_fmt(e['dask_malloc_batch_cpu_ratio'])}")
+    print(f"      run_batch 1x1 / model only 1x1: {_fmt(e['batch_1x1_vs_model_1x1'])}; run_batch 2x1 / model only 1 process "
+          f"x 2 threads: {_fmt(e['batch_2x1_vs_model_1x2'])}")
     c = s["cascade"]
     print(f"  (2) cascade fine tiles / everywhere: {c['tiles_ratio']:.3f}, flagged fraction {c['flagged_fraction']:.3f} "
           f"+ {TARGET_CASCADE_MARGIN} = {c['limit']:.3f}: {c['verdict']}   [cell-task seconds: {c['seconds_ratio']:.3f}, "
@@ -557,30 +607,32 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
         print(f"        {p['slide_id']:<36} coarse {p['coarse']:>4} flagged {p['flagged']:>4} ({p['flagged_fraction']:.3f})"
               f" fine {p['fine_cascade']:>5} / {p['fine_everywhere']:>5} ({p['tiles_ratio']:.3f}); cells s "
               f"{p['cells_s_cascade']:.1f} / {p['cells_s_everywhere']:.1f}")
-    print(f"      CPU per tile: run_batch 2x1 / model only 2x1 tiles per CPU-second {s['e2e']['cpu_ratio']:.2f}; "
-          f"model only in the Dask workers' environment / plain {s['e2e']['dask_env_cpu_ratio']:.2f} (tiles/s "
-          f"{s['e2e']['dask_env_rate_ratio']:.2f})")
     print(f"  (3) run_batch 2x1 / 1x1 tiles/s: {s['scaling']['ratio']:.2f} (medians {s['scaling']['ratio_of_medians']:.2f}), "
           f"target >= {TARGET_SCALING}: {s['scaling']['verdict']}")
     r = s["record"]
-    rss2 = ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_2x1"].values())
-    rss1 = ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_1x1"].values())
+    rss = "; ".join(f"{name} [{', '.join(f'{v:.0f}' for v in values)}]" for name, values in r["peak_rss_mb"].items())
     print(f"  (4) slides/h (2x1, cascade): {r['slides_per_h']:.1f} (1x1 {r['slides_per_h_1x1']:.1f}; 2x1 everywhere "
-          f"{r['slides_per_h_everywhere']:.1f}); peak RSS per worker MB: 2x1 [{rss2}], 1x1 [{rss1}]")
+          f"{r['slides_per_h_everywhere']:.1f}); peak RSS per worker, MB: {rss}")
+    print(f"      workers' environment: " + "; ".join(f"{name} {list(w.values())[0]}"
+                                                      for name, w in results["worker_environ"].items()))
     print("\nWhere the time goes (best rounds; task seconds summed over slides and tasks, from prediction.json)")
-    mo1 = cases["model_1x1"][0]
-    for key in ("batch_2x1", "batch_1x1", "batch_2x1_everywhere"):
+    for key in ("batch_2x1", "batch_1x1", "batch_2x1_everywhere", "batch_2x1_dask_malloc"):
+        if not cases[key]:
+            continue
         run = best(cases[key])
         t = run["task_seconds"]
-        print(f"  {names[key]}: wall {run['wall']:.1f} s, workers {run['worker_cores']:.2f} cores, client "
+        print(f"  {NAMES[key]}: wall {run['wall']:.1f} s, workers {run['worker_cores']:.2f} cores, client "
               f"{run['client_cores']:.2f}; tasks: plan {t.get('plan', 0):.1f}, tissue {t.get('tissue', 0):.1f}, cells "
               f"{t.get('cells', 0):.1f} (read {t.get('read', 0):.1f} of both), head {t.get('head', 0):.2f}; outputs "
               f"{t.get('outputs', 0):.1f}; first batch back after {run['first_tile_s']:.1f} s, tail after last tile "
               f"{run['tail_s']:.1f} s")
         print("      client: " + ", ".join(f"{k} {v:.1f}" for k, v in run["client_steps"].items()))
-    print(f"  model alone, 1 process x 1 thread: {mo1['wall']:.1f} s for {mo1['tiles']} tiles (tissue "
-          f"{mo1['model_core_s']['tissue']:.1f} s / {mo1['tiles_by_part']['tissue']} tiles, cell "
-          f"{mo1['model_core_s']['cell']:.1f} s / {mo1['tiles_by_part']['cell']} tiles)")
+    for key in ("model_2x1", "model_1x1", "model_2x1_dask_env"):
+        if cases[key]:
+            m = best(cases[key])
+            print(f"  {NAMES[key]}: {m['wall']:.1f} s for {m['tiles']} tiles; model seconds summed over processes: tissue "
+                  f"{m['model_core_s']['tissue']:.1f} s / {m['tiles_by_part']['tissue']} tiles, cell "
+                  f"{m['model_core_s']['cell']:.1f} s / {m['tiles_by_part']['cell']} tiles")
 
 
 # ----------------------------------------------------------------------------- main
@@ -620,25 +672,44 @@ def main(argv: list[str] | None = None) -> int:
         prepared = pool.submit(_prepare, [str(p) for p in slides], directory, str(tiles_dir)).result()
     files = [f for s in prepared for f in s["files"]]
     log(f"  {sum(n for *_, n in files)} tiles in {len(files)} batches; starting 2 model-only processes ...")
-    model_only = ModelOnly(directory, files, 2)
+    from slidescope.workflows.worker_memory import WORKER_MALLOC
+
     environ = dask_worker_environ()
-    log(f"  and 2 more in the environment a Dask nanny gives its workers ({environ}) ...")
+    model_only = ModelOnly(directory, files, 2, {**environ, **WORKER_MALLOC})
+    log(f"  and 2 more in the environment a Dask nanny gives its workers alone ({environ}) ...")
     model_only_dask_env = ModelOnly(directory, files, 2, environ)
-    log("starting the clusters (2x1, 1x1) and warming them ...")
-    cluster2, client2, start2 = start_cluster(2, 1)
-    cluster1, client1, start1 = start_cluster(1, 1)
     results: dict[str, Any] = {"environment": env, "size": size, "slides": [str(p) for p in slides], "model": directory,
                                "batch_size": BATCH, "prepared": [{k: v for k, v in s.items() if k != "files"}
                                                                  for s in prepared],
-                               "startup_s": {"2x1": start2, "1x1": start1}, "rounds": rounds,
-                               "dask_worker_environ": environ,
-                               "cases": {k: [] for k in ("model_2x1", "batch_2x1", "batch_1x1", "model_1x1",
-                                                         "model_1x2", "model_2x1_dask_env", "batch_2x1_everywhere")}}
+                               "rounds": rounds, "time_cap_min": args.time_cap, "dask_worker_environ": environ,
+                               "skipped": [], "startup_s": {}, "worker_environ": {}, "peak_rss": {},
+                               "cases": {k: [] for k in ("model_2x1", "batch_2x1", "batch_1x1", "batch_2x1_everywhere",
+                                                         "model_1x1", "model_2x1_dask_env", "batch_2x1_dask_malloc",
+                                                         "model_1x2")}}
     cases = results["cases"]
+    stack = contextlib.ExitStack()
+    clients: dict[str, Any] = {}
+
+    def cluster(name: str, workers: int, dask_malloc: bool = False) -> Any:
+        log(f"starting the {name} cluster and warming it ...")
+        client, seconds = start_cluster(stack, workers, 1, dask_malloc)
+        results["startup_s"][name] = seconds
+        results["worker_environ"][name] = client.run(_worker_environ)
+        client.run(_warm_worker, directory, 1)
+        timed_batch(client, [warm_slide], True, "warm-up")
+        clients[name] = client
+        return client
+
+    def within_cap(what: str, estimate: float) -> bool:
+        if time.perf_counter() - t0 + estimate <= cap:
+            return True
+        log(f"time cap: {what} skipped (about {estimate:.0f} s; {(time.perf_counter() - t0) / 60:.1f} min gone)")
+        results["skipped"].append(what)
+        return False
+
     try:
-        for client in (client2, client1):
-            client.run(_warm_worker, directory, 1)
-            timed_batch(client, [warm_slide], True, "warm-up")
+        client2 = cluster("2x1", 2)
+        client1 = cluster("1x1", 1)
 
         def one_round(number: int) -> None:
             log(f"round {number}: model only 2x1 ...")
@@ -652,43 +723,52 @@ def main(argv: list[str] | None = None) -> int:
             cases["batch_1x1"].append(timed_batch(client1, slides, True, "1x1"))
             log(f"  {cases['batch_1x1'][-1]['tiles_per_s']:.2f} tiles/s")
 
-        durations = []
+        durations: list[float] = []
         for number in range(1, rounds + 1):
-            if durations and time.perf_counter() - t0 + durations[-1] > cap:
-                log(f"time cap: round {number} skipped")
-                results["rounds_skipped"] = rounds - number + 1
+            if durations and not within_cap(f"round {number}", durations[-1]):
                 break
             started = time.perf_counter()
             one_round(number)
             durations.append(time.perf_counter() - started)
-        log("model only 1x1 and 1 process x 2 threads (once) ...")
-        quiet(wait)
-        cases["model_1x1"].append(model_only.run(1, 1))
-        quiet(wait)
-        cases["model_1x2"].append(model_only.run(1, 2))
-        log("model only 2x1 in the Dask workers' environment (once) ...")
-        quiet(wait)
-        cases["model_2x1_dask_env"].append(model_only_dask_env.run(2, 1))
         log("run_batch 2x1 with the cell part everywhere (once) ...")
         quiet(wait)
         cases["batch_2x1_everywhere"].append(timed_batch(client2, slides, False, "2x1-everywhere"))
+        results["peak_rss"]["2x1"] = client2.run(_worker_peak_rss)
+        results["peak_rss"]["1x1"] = client1.run(_worker_peak_rss)
+        model_rate = best(cases["model_2x1"])["tiles_per_s"]
+        n_tiles = best(cases["model_2x1"])["tiles"]
+        if within_cap("model only 1x1", 1.9 * n_tiles / model_rate):
+            log("model only, 1 process x 1 thread (once) ...")
+            quiet(wait)
+            cases["model_1x1"].append(model_only.run(1, 1))
+        if within_cap("model only 2x1, Dask env", 1.6 * n_tiles / model_rate):
+            log("model only 2x1 in Dask's environment alone (once) ...")
+            quiet(wait)
+            cases["model_2x1_dask_env"].append(model_only_dask_env.run(2, 1))
+        model_only_dask_env.close()
+        if within_cap("run_batch 2x1, Dask's environment", 30 + best(cases["batch_2x1"])["wall"]):
+            client3 = cluster("2x1-dask-malloc", 2, dask_malloc=True)
+            log("run_batch 2x1 on workers in Dask's environment alone (once) ...")
+            quiet(wait)
+            cases["batch_2x1_dask_malloc"].append(timed_batch(client3, slides, True, "2x1-dask-malloc"))
+        if within_cap("model only 1x2", 1.9 * n_tiles / model_rate):
+            log("model only, 1 process x 2 threads (once) ...")
+            quiet(wait)
+            cases["model_1x2"].append(model_only.run(1, 2))
         was_busy = max(best(cases["batch_2x1"])["busy"], best(cases["model_2x1"])["busy"],
                        best(cases["batch_1x1"])["busy"]) >= BUSY
-        if was_busy and time.perf_counter() - t0 + durations[-1] <= cap:
+        if was_busy and within_cap("extra round", durations[-1]):
             log("a judged best round ran while other programs were busy: one more round ...")
             one_round(len(durations) + 1)
             results["extra_round"] = True
-        results["peak_rss"] = {"2x1": client2.run(_worker_peak_rss), "1x1": client1.run(_worker_peak_rss)}
     finally:
         model_only.close()
         model_only_dask_env.close()
         for name in ("distributed", "distributed.scheduler", "distributed.core", "distributed.nanny",
                      "distributed.worker"):  # their INFO lines at close
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        for client, cluster in ((client2, cluster2), (client1, cluster1)):
-            with contextlib.suppress(Exception):
-                client.close()
-                cluster.close()
+        with contextlib.suppress(Exception):
+            stack.close()
         shutil.rmtree(tiles_dir, ignore_errors=True)
     results["elapsed_s"] = time.perf_counter() - t0
     # the same work: the model-only batches are the ones run_batch analysed

@@ -108,24 +108,13 @@ def batch_slides(shared_tmp: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def batch_client():
-    """A local Dask cluster as ``run_batch`` makes one (spawned processes, 2 workers x 1 thread, a task
-    that kills its worker 3 times given up), for the batch runs where a cluster of their own is not the
-    point (:func:`batch_run` and :func:`batch_reruns`)."""
-    import logging
+    """The local Dask cluster ``run_batch`` starts (its own ``_engine``: spawned processes, the workers'
+    malloc settings, a task that kills its worker 3 times given up), 2 workers x 1 thread, for the batch
+    runs where a cluster of their own is not the point (:func:`batch_run` and :func:`batch_reruns`)."""
+    from slidescope.workflows.batch import BatchEvents, BatchOptions, _engine
 
-    import dask
-    from distributed import Client, LocalCluster
-
-    with dask.config.set({"distributed.scheduler.allowed-failures": 2,
-                          "distributed.worker.multiprocessing-method": "spawn"}):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.CRITICAL)
-        client = Client(cluster)
-    try:
+    with _engine(None, BatchOptions(workers=2, threads_per_worker=1), BatchEvents()) as (client, _):
         yield client
-    finally:
-        client.close()
-        cluster.close()
 
 
 #: The inputs of the shared batch run, in order.

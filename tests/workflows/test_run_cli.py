@@ -93,7 +93,83 @@ def _staged(out: Path) -> list[str]:
     return sorted(n for n in os.listdir(out / "slides") if n.startswith(".") and n.endswith((".partial", ".old")))
 
 
-# -- errors, the dry run, --quiet ---------------------------------------------------------------------
+# -- an existing cluster: a batch with failing slides killed with SIGKILL, then run again (first: the longest) --
+
+@contextmanager
+def _dask_cluster(folder: Path):
+    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; yields the scheduler's address."""
+    scheduler_file = folder / "scheduler.json"
+    scheduler = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+                 "--scheduler-file", str(scheduler_file)]
+    worker = [str(DASK), "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny",
+              "--no-dashboard", "--local-directory", str(folder / "scratch")]  # no nanny: one process each
+    with open(folder / "scheduler.log", "w") as log, _process_group(scheduler, stdout=log, stderr=log, cwd=folder) as s:
+        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60, "the scheduler", s)
+        address = json.loads(scheduler_file.read_text())["address"]
+        with open(folder / "worker-1.log", "w") as log1, open(folder / "worker-2.log", "w") as log2, \
+                _process_group(worker, stdout=log1, stderr=log1, cwd=folder), \
+                _process_group(worker, stdout=log2, stderr=log2, cwd=folder):
+            from distributed import Client
+
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(2, timeout=90)
+            yield address
+
+
+def test_on_an_existing_cluster_a_run_killed_with_sigkill_completes_when_run_again(batch_slides, tmp_path,
+                                                                                    require_torch):
+    """A batch (two slides of it fail) killed with SIGKILL once a slide is complete, then the same batch
+    again, on one existing cluster."""
+    names = ["normal-a", "corrupt", "tumour-a", "missing", "tumour-b", "normal-b"]
+    good = [n for n in names if n not in ("corrupt", "missing")]
+    inputs = [str(batch_slides[n]) for n in names]
+    out = tmp_path / "out"
+    with _dask_cluster(tmp_path) as address:
+        command = [*COMMAND, *inputs, "--out", str(out), "--scheduler", address]
+        answers: list[int] = []
+        with _process_group(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path) as child:
+            stdout, stderr = _Lines(child.stdout), _Lines(child.stderr)
+            line = _wait_for(lambda: next((x for x in stdout.lines if x.startswith("Dask dashboard: ")), None), 120,
+                             "the dashboard line", child)
+            # the printed dashboard answers while the batch runs (asked beside, so that the kill is not delayed)
+            asking = threading.Thread(target=lambda: answers.append(_http_status(line.split(": ", 1)[1].strip())))
+            asking.start()
+            _wait_for(lambda: list(out.glob("slides/*/prediction.json")), 180, "a complete slide folder", child)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+            asking.join(timeout=60)
+        assert child.returncode == -signal.SIGKILL
+        assert line.startswith("Dask dashboard: http://127.0.0.1:") and answers == [200]
+        done_before = sorted(p.parent.name for p in out.glob("slides/*/prediction.json"))
+        assert 1 <= len(done_before) < len(good)
+        stdout.join()
+        stderr.join()
+        printed = "".join(stdout.lines)
+        assert ESCAPE not in printed and ESCAPE not in "".join(stderr.lines)  # not a terminal: plain lines, no bars
+        for name in ("corrupt", "missing"):  # these fail at once, long before a slide is complete
+            assert f"error    {name}: {batch_slides[name]}" in printed, printed
+        # a slide's line follows its folder: the last one done may have had no time to print it
+        assert {x.split(":")[0].split()[1] for x in stdout.lines if x.startswith("ok ")} <= set(done_before)
+
+        again = _run(*inputs, "--out", out, "--scheduler", address, "--quiet", cwd=tmp_path)
+    assert again.returncode == 1, again.stdout + again.stderr  # a slide failed
+    assert ESCAPE not in again.stdout and ESCAPE not in again.stderr
+    lines = again.stdout.splitlines()  # quiet: the summary only (a header, a row a slide, where, the last line)
+    assert len(lines) == len(names) + 3 and lines[0].split()[:2] == ["slide", "status"], again.stdout
+    assert [x.split()[:2] for x in lines[1:-2]] == [[n, "ok" if n in good else "error"] for n in names]
+    assert lines[-2] == f"predictions: {out}/predictions.csv   report: {out}/report.html"
+    assert lines[-1] == f"6 slides: 4 ok ({len(done_before)} resumed), 2 failed"
+    frame = pd.read_csv(out / "predictions.csv", dtype={"slide_id": str})
+    assert frame.slide_id.tolist() == names  # each slide once, none lost
+    assert sorted(frame.slide_id[frame.status == "ok"]) == sorted(good)
+    assert sorted(frame.slide_id[frame.resumed]) == done_before
+    assert _staged(out) == [] and sorted(os.listdir(out / "slides")) == sorted(good)
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["ok"] == 4 and run["options"]["scheduler"] == address
+
+
+# -- errors, the dry run, a terminal -------------------------------------------------------------------
 
 def test_no_slide_or_a_bad_model_exits_2_with_one_line_on_stderr(batch_slides, tmp_path):
     from slidescope.models.loading import shipped_model_dir
@@ -174,79 +250,3 @@ def test_a_terminal_gets_rich_bars_lines_and_a_table(copy_run, batch_slides):
     assert "ok       tumour-a: tumour (p=" in plain and "(resumed: outputs of an earlier run)" in plain
     assert "slidescope run" in plain and "┃ slide" in plain  # the summary, a rich table
     assert plain.rstrip().splitlines()[-1] == "2 slides: 2 ok (2 resumed), none failed"
-
-
-# -- an existing cluster: a failed slide, a run killed with SIGKILL and run again --------------------
-
-@contextmanager
-def _dask_cluster(folder: Path):
-    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; yields the scheduler's address."""
-    scheduler_file = folder / "scheduler.json"
-    scheduler = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
-                 "--scheduler-file", str(scheduler_file)]
-    worker = [str(DASK), "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny",
-              "--no-dashboard", "--local-directory", str(folder / "scratch")]  # no nanny: one process each
-    with open(folder / "scheduler.log", "w") as log, _process_group(scheduler, stdout=log, stderr=log, cwd=folder) as s:
-        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60, "the scheduler", s)
-        address = json.loads(scheduler_file.read_text())["address"]
-        with open(folder / "worker-1.log", "w") as log1, open(folder / "worker-2.log", "w") as log2, \
-                _process_group(worker, stdout=log1, stderr=log1, cwd=folder), \
-                _process_group(worker, stdout=log2, stderr=log2, cwd=folder):
-            from distributed import Client
-
-            with Client(address, timeout="30s") as client:
-                client.wait_for_workers(2, timeout=90)
-            yield address
-
-
-def test_on_an_existing_cluster_a_run_killed_with_sigkill_completes_when_run_again(batch_slides, tmp_path,
-                                                                                    require_torch):
-    """A batch (two slides of it fail) killed with SIGKILL once a slide is complete, then the same batch
-    again, on one existing cluster."""
-    names = ["normal-a", "corrupt", "tumour-a", "missing", "tumour-b", "normal-b"]
-    good = [n for n in names if n not in ("corrupt", "missing")]
-    inputs = [str(batch_slides[n]) for n in names]
-    out = tmp_path / "out"
-    with _dask_cluster(tmp_path) as address:
-        command = [*COMMAND, *inputs, "--out", str(out), "--scheduler", address]
-        answers: list[int] = []
-        with _process_group(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path) as child:
-            stdout, stderr = _Lines(child.stdout), _Lines(child.stderr)
-            line = _wait_for(lambda: next((x for x in stdout.lines if x.startswith("Dask dashboard: ")), None), 120,
-                             "the dashboard line", child)
-            # the printed dashboard answers while the batch runs (asked beside, so that the kill is not delayed)
-            asking = threading.Thread(target=lambda: answers.append(_http_status(line.split(": ", 1)[1].strip())))
-            asking.start()
-            _wait_for(lambda: list(out.glob("slides/*/prediction.json")), 180, "a complete slide folder", child)
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
-            asking.join(timeout=60)
-        assert child.returncode == -signal.SIGKILL
-        assert line.startswith("Dask dashboard: http://127.0.0.1:") and answers == [200]
-        done_before = sorted(p.parent.name for p in out.glob("slides/*/prediction.json"))
-        assert 1 <= len(done_before) < len(good)
-        stdout.join()
-        stderr.join()
-        printed = "".join(stdout.lines)
-        assert ESCAPE not in printed and ESCAPE not in "".join(stderr.lines)  # not a terminal: plain lines, no bars
-        for name in ("corrupt", "missing"):  # these fail at once, long before a slide is complete
-            assert f"error    {name}: {batch_slides[name]}" in printed, printed
-        # a slide's line follows its folder: the last one done may have had no time to print it
-        assert {x.split(":")[0].split()[1] for x in stdout.lines if x.startswith("ok ")} <= set(done_before)
-
-        again = _run(*inputs, "--out", out, "--scheduler", address, "--quiet", cwd=tmp_path)
-    assert again.returncode == 1, again.stdout + again.stderr  # a slide failed
-    assert ESCAPE not in again.stdout and ESCAPE not in again.stderr
-    lines = again.stdout.splitlines()  # quiet: the summary only (a header, a row a slide, where, the last line)
-    assert len(lines) == len(names) + 3 and lines[0].split()[:2] == ["slide", "status"], again.stdout
-    assert [x.split()[:2] for x in lines[1:-2]] == [[n, "ok" if n in good else "error"] for n in names]
-    assert lines[-2] == f"predictions: {out}/predictions.csv   report: {out}/report.html"
-    assert lines[-1] == f"6 slides: 4 ok ({len(done_before)} resumed), 2 failed"
-    frame = pd.read_csv(out / "predictions.csv", dtype={"slide_id": str})
-    assert frame.slide_id.tolist() == names  # each slide once, none lost
-    assert sorted(frame.slide_id[frame.status == "ok"]) == sorted(good)
-    assert sorted(frame.slide_id[frame.resumed]) == done_before
-    assert _staged(out) == [] and sorted(os.listdir(out / "slides")) == sorted(good)
-    run = json.loads((out / "run.json").read_text())
-    assert run["counts"]["ok"] == 4 and run["options"]["scheduler"] == address
