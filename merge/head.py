@@ -160,13 +160,18 @@ def peak_positions(heatmap_logits: np.ndarray, type_logits: np.ndarray, *, min_d
     index), ``score`` float32 is the heatmap probability there (the sigmoid of the logit). Rows are
     in image order, then row-major within an image.
     """
-    from scipy.ndimage import maximum_filter
+    import cv2
 
     radius = max(1, int(round(min_distance_px)))
-    logits = np.asarray(heatmap_logits, np.float32)
+    logits = np.ascontiguousarray(heatmap_logits, np.float32)
     types = np.asarray(type_logits, np.float32)
     floor = _logit(threshold)
-    local = maximum_filter(logits, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=-np.inf)
+    # the maximum of each (2r + 1)-square, nothing outside the image (dilate's default border): the same
+    # as scipy's maximum_filter with cval=-inf, about 8x faster (a test compares them)
+    square = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    local = np.empty_like(logits)
+    for index, image_logits in enumerate(logits):
+        cv2.dilate(image_logits, square, dst=local[index])
     image, y, x = np.nonzero((logits == local) & (logits >= floor))
     kind = types[image, y, x].argmax(axis=-1).astype(np.int64)
     score = (1.0 / (1.0 + np.exp(-logits[image, y, x].astype(np.float64)))).astype(np.float32)

@@ -25,6 +25,24 @@ def test_peak_positions_are_the_peaks_peak_counts_counts():
     assert np.array_equal(kind, types[image, y, x].argmax(axis=-1))
 
 
+@pytest.mark.parametrize("min_distance_px", [0.4, 2.4, 5.0])
+def test_peak_positions_find_every_local_maximum_scipy_finds(min_distance_px):
+    """All of them, at the border and on plateaus too (the filter is OpenCV's; scipy's is the reference)."""
+    from scipy.ndimage import maximum_filter
+
+    rng = np.random.default_rng(1)
+    heat = np.round(rng.normal(-1.0, 2.0, (4, 37, 53)), 1).astype(np.float32)  # rounded: ties and plateaus
+    heat[0, 0, 0] = heat[1, -1, -1] = heat[2, 0, -1] = 20.0  # peaks in corners
+    heat[3, 10:14, 20:24] = 20.0  # a plateau: every pixel of it is a maximum of its square
+    types = rng.normal(0.0, 1.0, (4, 37, 53, 3)).astype(np.float32)
+    radius = max(1, round(min_distance_px))
+    local = maximum_filter(heat, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=-np.inf)
+    expected = np.nonzero((heat == local) & (heat >= np.float32(np.log(0.2 / 0.8))))
+    image, y, x, _, _ = peak_positions(heat, types, min_distance_px=min_distance_px, threshold=0.2)
+    assert [image.tolist(), y.tolist(), x.tolist()] == [e.tolist() for e in expected]
+    assert {(0, 0, 0), (1, 36, 52), (2, 0, 52)} <= set(zip(image.tolist(), y.tolist(), x.tolist()))
+
+
 def test_no_peak_gives_empty_arrays():
     image, y, x, kind, score = peak_positions(np.full((2, 8, 8), -9.0, np.float32), np.zeros((2, 8, 8, 3), np.float32),
                                               min_distance_px=1, threshold=0.5)
