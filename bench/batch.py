@@ -68,8 +68,8 @@ programs kept busy meanwhile (``busy``: all busy CPU time - this process's and i
 and the 1-minute load average at its start (``load``). When the best round of a judged case was busy
 (>= 0.25 cores) and the time cap allows, one more round is run. ``--time-cap`` (minutes, default 30): no
 round and no optional case starts when the elapsed time plus its estimated duration would pass it; the
-judged cases (2 rounds and the run without the cascade) always run: about 22 min on a quiet 2-core
-machine, 25-30 min with everything, plus about 5 min the first time for the slides (each 40,000 x 30,000
+judged cases (2 rounds and the run without the cascade) always run: about 12 min on a quiet 2-core
+machine, 16 min with everything, plus about 5 min the first time for the slides (each 40,000 x 30,000
 slide takes 4 min on one core).
 
 Where the time goes (printed for the judged runs): the per-slide ``seconds`` of each ``prediction.json``

@@ -392,6 +392,10 @@ def _write_predictions(out: Path, rows: dict[int, dict[str, Any]], types: Sequen
     from slidescope.wsi.atomic import atomic_path
 
     frame = pd.DataFrame([rows[i] for i in sorted(rows)], columns=prediction_columns(types))
+    # counts stay whole numbers (pandas' nullable integers: empty, not NaN, on error rows)
+    for column in ("nuclei_total", *[f"nuclei_{t}" for t in types], "coarse_tiles", "flagged_tiles", "fine_tiles",
+                   "attempts"):
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     with atomic_path(out / "predictions.csv") as temporary:
         frame.to_csv(temporary, index=False)
     return frame
@@ -546,6 +550,9 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
     settings = settings or Settings()
     if cascade is not None:
         settings = Settings(**{**settings.to_dict(), "cascade": bool(cascade)})
+    if settings.method == "fluorescence":
+        raise ConfigurationError("method 'fluorescence' (--method fluorescence) finds tissue on dark-field slides; "
+                                 "the slide model reads brightfield (H&E) slides, so a batch cannot use it")
     device = parse_choice(device, "device", ("auto", "cpu", "cuda"))
     threads_per_worker = parse_positive_int(threads_per_worker, "threads_per_worker", maximum=256)
     if workers is not None:
@@ -593,19 +600,29 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
         events.emit("finished", rows[index])
     _write_predictions(out, rows, types)
     dashboard = None
-    if to_run:
-        with _engine(client, options, events) as (active, cluster):
-            dashboard = getattr(active, "dashboard_link", None)
-            events.emit("started", len(slides), dashboard, len(to_run))
-            info = active.scheduler_info()
-            threads = max(1, min(w.get("nthreads", 1) for w in info["workers"].values())) if info.get("workers") else 1
-            total_threads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
-            in_flight = slides_in_flight or max(2, 2 * total_threads)
-            resources = {"GPU": 1} if device == "cuda" else None
-            driver = _Batch(active, ModelRef(directory, device), card, settings, out, config, threads, events, resources)
-            _drive(driver, to_run, rows, types, out, in_flight, events)
-    else:
-        events.emit("started", len(slides), None, 0)
+    try:
+        if to_run:
+            with _engine(client, options, events) as (active, cluster):
+                dashboard = getattr(active, "dashboard_link", None)
+                events.emit("started", len(slides), dashboard, len(to_run))
+                info = active.scheduler_info()
+                workers_info = info.get("workers", {})
+                threads = max(1, min(w.get("nthreads", 1) for w in workers_info.values())) if workers_info else 1
+                total_threads = sum(w.get("nthreads", 1) for w in workers_info.values()) or 1
+                in_flight = slides_in_flight or max(2, 2 * total_threads)
+                resources = {"GPU": 1} if device == "cuda" else None
+                driver = _Batch(active, ModelRef(directory, device), card, settings, out, config, threads, events,
+                                resources)
+                _drive(driver, to_run, rows, types, out, in_flight, events)
+        else:
+            events.emit("started", len(slides), None, 0)
+    except BaseException as exc:  # Ctrl-C, a cluster that cannot start: run.json says so, the rows done are kept
+        _write_predictions(out, rows, types)
+        run_info.update({"ended": _now(), "dashboard": dashboard,
+                         "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         "error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]})
+        _write_json(out / "run.json", run_info)
+        raise
     frame = _write_predictions(out, rows, types)
     failed = int((frame.status == "error").sum())
     run_info.update({"ended": _now(), "status": "complete", "dashboard": dashboard,

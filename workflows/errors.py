@@ -5,6 +5,8 @@
 - :class:`ConfigurationError`: options of a batch that cannot work together (an output folder that
   holds another run, a model that is not a merged slide model).
 - :class:`SlideFailure`: what one slide of a batch failed with, carried into its ``predictions.csv`` row.
+- :class:`UnsuitableSlideError`: a slide the slide model cannot analyse (no mpp, dark-field, too small),
+  with what a batch or a notebook user can do about it.
 
 The whole hierarchy of wsi/, tiling/ and models/ is re-exported by ``slidescope.workflows``.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from slidescope.wsi.errors import ParameterError, SlideError
 
-__all__ = ["WorkflowError", "InputError", "ConfigurationError", "SlideFailure"]
+__all__ = ["WorkflowError", "InputError", "ConfigurationError", "SlideFailure", "UnsuitableSlideError"]
 
 
 class WorkflowError(SlideError):
@@ -30,3 +32,7 @@ class ConfigurationError(WorkflowError):
 
 class SlideFailure(WorkflowError):
     """One slide failed: the message is what its ``predictions.csv`` row records as ``error``."""
+
+
+class UnsuitableSlideError(WorkflowError):
+    """A slide the slide model cannot analyse: no mpp, a dark-field (fluorescence) image, a slide too small."""

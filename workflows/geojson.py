@@ -76,13 +76,14 @@ def region_features(
     min_area_l0: float = 0,
     measurements: Mapping[str, float] | None = None,
     mpp: float | None = None,
+    extent: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
     """QuPath annotations of the regions where a 2-D probability map is ``>= threshold``.
 
     Each map pixel ``(row i, column j)`` covers level-0 ``[j*s, (j+1)*s) x [i*s, (i+1)*s)`` with
     ``s = l0_per_px``; the polygons run along the edges of the selected pixels, so a region's area
-    is exactly its pixel count times ``s**2``. Regions are OpenCV's 8-connected components;
-    within one, the parts joined by edges (4-connected) are the polygons of a MultiPolygon, each
+    is exactly its pixel count times ``s**2`` (less what lies past ``extent``). Regions are OpenCV's
+    8-connected components; within one, the parts joined by edges (4-connected) are the polygons of a MultiPolygon, each
     with its holes (``cv2.findContours(..., RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` traced on the
     lattice of pixel corners and edge midpoints, so collinear vertices are dropped). Exterior rings
     are counter-clockwise and holes clockwise in the ``(x, y)`` numbers (RFC 7946), every ring
@@ -105,6 +106,9 @@ def region_features(
         Extra measurements (name -> finite number) given to every feature.
     mpp
         µm per level-0 pixel; when given, features also measure ``area_mm2``.
+    extent
+        The slide's level-0 ``(width, height)``: polygons and areas are cut at its edges (a map's last
+        row and column of pixels usually reach past them).
 
     Returns
     -------
@@ -129,6 +133,12 @@ def region_features(
     min_area = parse_non_negative_float(min_area_l0, "min_area_l0 (level-0 pixels²)")
     extra = _parse_measurements(measurements)
     mpp_l0 = None if mpp is None else parse_positive_float(mpp, "mpp (µm per level-0 pixel)", maximum=MAX_MPP)
+    height, width = values.shape
+    limit = (np.array([width, height], np.float64) * scale if extent is None else
+             np.array([parse_positive_float(extent[0], "extent width"), parse_positive_float(extent[1], "extent height")]))
+    # level-0 width of each map column and height of each map row, cut at the extent
+    col_w = np.clip(np.minimum((np.arange(width) + 1) * scale, limit[0]) - np.arange(width) * scale, 0, None)
+    row_h = np.clip(np.minimum((np.arange(height) + 1) * scale, limit[1]) - np.arange(height) * scale, 0, None)
 
     with np.errstate(invalid="ignore"):
         mask = (values >= threshold).astype(np.uint8)  # NaN >= t is False
@@ -136,11 +146,11 @@ def region_features(
     features = []
     for label in range(1, count8):
         x, y, w, h, pixels = (int(v) for v in stats8[label])
-        area_l0 = pixels * scale * scale
-        if area_l0 < min_area:
-            continue
         region = labels8[y:y + h, x:x + w] == label
-        polygons = _region_polygons(region, x, y, scale)
+        area_l0 = float(row_h[y:y + h] @ region @ col_w[x:x + w])
+        if area_l0 < min_area or area_l0 <= 0:
+            continue
+        polygons = _region_polygons(region, x, y, scale, limit)
         geometry = ({"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
                     else {"type": "MultiPolygon", "coordinates": polygons})
         measured: dict[str, float] = {"area_l0_px2": area_l0,
@@ -158,7 +168,8 @@ def region_features(
     return features
 
 
-def _region_polygons(region: np.ndarray, x0: int, y0: int, scale: float) -> list[list[list[list[float]]]]:
+def _region_polygons(region: np.ndarray, x0: int, y0: int, scale: float,
+                     limit: np.ndarray) -> list[list[list[list[float]]]]:
     """GeoJSON polygons (exterior ring then holes) of the 4-connected parts of one 8-connected region."""
     import cv2
 
@@ -168,7 +179,8 @@ def _region_polygons(region: np.ndarray, x0: int, y0: int, scale: float) -> list
     for label in range(1, count4):
         x, y, w, h, _ = (int(v) for v in stats4[label])
         part = labels4[y:y + h, x:x + w] == label
-        rings = [(ring / 2 + (x0 + x, y0 + y)) * scale for ring in _part_rings(part)]
+        # vertices are pixel corners: only the far edges of a last row or column can pass the extent
+        rings = [np.minimum((ring / 2 + (x0 + x, y0 + y)) * scale, limit) for ring in _part_rings(part)]
         polygons.append([_closed(ring, exterior=(i == 0)) for i, ring in enumerate(rings)])
     return polygons
 

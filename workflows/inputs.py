@@ -16,10 +16,10 @@
 
 A path that does not exist is **not** an error here: a missing slide (given directly or named by a
 manifest row) becomes a :class:`SlideInput` like any other, so that the batch records it as a failed slide
-(``status=error`` in ``predictions.csv``) and goes on with the others. This holds for every missing
-argument, whatever its extension: a missing ``manifest.csv`` is a missing slide named ``manifest``.
+(``status=error`` in ``predictions.csv``) and goes on with the others. A missing ``.csv`` argument is the
+exception: it can only be a manifest, and a mistyped manifest name is an :class:`InputError`.
 What *is* an :class:`~slidescope.workflows.errors.InputError`: no inputs at all, a folder without a slide,
-a manifest that cannot be read or has a bad row, two slides with one explicit ``slide_id``.
+a manifest that is missing, cannot be read or has a bad row, two slides with one explicit ``slide_id``.
 
 DICOM
     A DICOM whole-slide image is a series of ``.dcm`` instances in one folder (pyramid levels, thumbnail,
@@ -658,7 +658,10 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], *, recursive: bool 
             mode = None
         if mode is not None and stat.S_ISDIR(mode):
             candidates.extend(_folder_candidates(shown, shown, recursive, dicom))
-        elif mode is not None and stat.S_ISREG(mode) and shown.casefold().endswith(_MANIFEST_EXTENSION):
+        elif shown.casefold().endswith(_MANIFEST_EXTENSION):
+            if mode is None or not stat.S_ISREG(mode):
+                raise InputError(f"{shown}: no such manifest CSV (a .csv argument is read as a manifest: path, "
+                                 f"slide_id, label, mpp)")
             candidates.extend(_manifest_candidates(shown, shown, recursive, dicom))
         else:
             candidates.append(_file_candidate(shown, dicom))

@@ -132,11 +132,31 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
         A slide that cannot be opened, lacks an mpp (and ``slide_mpp`` is None), or has no tissue method fit.
     """
     from slidescope.tiling import plan_tiles, tissue_mask
+    from slidescope.tiling.errors import DarkFieldError
     from slidescope.wsi import open_slide
+    from slidescope.wsi.errors import MissingMppError
+
+    from .errors import UnsuitableSlideError
 
     started = time.perf_counter()
-    with open_slide(path, mpp=slide_mpp, backend=settings.backend) as slide:
-        mask = tissue_mask(slide, mpp=settings.mask_mpp, method=settings.method)
+    try:
+        slide = open_slide(path, mpp=slide_mpp, backend=settings.backend)
+    except MissingMppError:
+        raise UnsuitableSlideError(
+            f"{path}: the slide has no microns-per-pixel (mpp) metadata; give it in the manifest's mpp column "
+            f"(slidescope run) or as Pipeline(slide_mpp=...)") from None
+    with slide:
+        if settings.method == "fluorescence":
+            raise UnsuitableSlideError(f"{path}: not analysed: the slide model reads brightfield (H&E) slides, and "
+                                       f"method 'fluorescence' is for dark-field ones")
+        _check_mask_size(slide, settings.mask_mpp)
+        try:
+            mask = tissue_mask(slide, mpp=settings.mask_mpp, method=settings.method)
+        except DarkFieldError as exc:
+            raise UnsuitableSlideError(
+                f"{path}: not analysed: the image looks dark-field (fluorescence): background brightness "
+                f"{exc.background:.0f} of 255; the slide model reads brightfield (H&E) slides (method 'otsu' "
+                f"forces brightfield tissue detection if the slide is brightfield after all)") from None
         plan = plan_tiles(slide, mask, [card.tissue.scale(), card.cell.scale()], min_tissue=settings.min_tissue)
         width, height = slide.dimensions
         mask_h, mask_w = mask.array.shape
@@ -145,6 +165,25 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
         return SlidePlan(os.path.abspath(path), slide_mpp, (int(width), int(height)),
                          (float(slide.mpp[0]), float(slide.mpp[1])), area, plan, time.perf_counter() - started,
                          slide.lazy_copy())
+
+
+def _check_mask_size(slide: Any, mask_mpp: float) -> None:
+    """Refuse a slide whose tissue mask at ``mask_mpp`` would be too small, naming the setting to change."""
+    from slidescope.tiling.tissue import MIN_MASK_EDGE
+    from slidescope.wsi.whole_slide import whole_slide_size
+
+    from .errors import UnsuitableSlideError
+
+    (w0, h0), (mx, my) = slide.dimensions, slide.mpp
+    width, height = whole_slide_size(slide, max(mask_mpp, (mx + my) / 2))
+    if min(width, height) >= MIN_MASK_EDGE:
+        return
+    finest = min(w0 * mx, h0 * my) / MIN_MASK_EDGE
+    hint = (f"; a finer tissue mask (--mask-mpp, Settings(mask_mpp=) at most {finest:.3g}) would fit it"
+            if finest >= min(mx, my) else "")
+    raise UnsuitableSlideError(
+        f"{slide.path}: the slide is too small to analyse: {w0} x {h0} px ({w0 * mx:.0f} x {h0 * my:.0f} µm); its "
+        f"tissue mask at {mask_mpp:g} µm/px would be {width} x {height} px, under {MIN_MASK_EDGE} px a side{hint}")
 
 
 def coarse_batches(plan: SlidePlan, batch_size: int) -> list[Batch]:

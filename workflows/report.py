@@ -201,6 +201,21 @@ def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
+#: What the report says when the shipped slide model ran.
+SHIPPED_MODEL_WARNING = ("These predictions come from slidescope's shipped model, trained on generated slides only: "
+                         "they show the pipeline working, and have no diagnostic value on real slides.")
+
+
+def _is_shipped(directory: str) -> bool:
+    """Whether ``directory`` is a model slidescope ships (under its ``models/shipped/``)."""
+    if not directory:
+        return False
+    from slidescope.models.loading import SHIPPED_DIR
+
+    shipped = os.path.realpath(SHIPPED_DIR)
+    return os.path.realpath(directory).startswith(shipped + os.sep)
+
+
 def _summary(run: dict[str, Any], predictions: pd.DataFrame, ok: pd.Series) -> str:
     items: list[tuple[str, Any]] = [
         ("model", _first(run, "model.name", "model_card.name", "card.name", "model_name", "model")),
@@ -218,11 +233,17 @@ def _summary(run: dict[str, Any], predictions: pd.DataFrame, ok: pd.Series) -> s
         labelled = ok & predictions["reference_label"].map(lambda v: _text(v) != "")
         if labelled.any():
             chosen = predictions.loc[labelled]
-            agree = chosen["label"].map(_text) == chosen["reference_label"].map(_text)
+            agree = chosen["label"].map(_label_key) == chosen["reference_label"].map(_label_key)
             items.append(("agreement with reference", f"{int(agree.sum())} of {int(labelled.sum())} slides"))
+    head: Any = run
+    for part in ("model", "card", "training", "head"):
+        head = head.get(part) if isinstance(head, dict) else None
+    if isinstance(head, dict) and head.get("slides"):
+        items.insert(1, ("head trained on", f"{len(head['slides'])} slides, labels: {_text(head.get('labels'))}"))
     rows = "".join(f"<dt>{html.escape(name)}</dt><dd>{_esc(value)}</dd>" for name, value in items if _text(value))
     dump = json.dumps(run, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return (f'<dl class="summary">{rows}</dl>'
+    warning = _note(SHIPPED_MODEL_WARNING) if _is_shipped(_text(_first(run, "model.directory"))) else ""
+    return (f'{warning}<dl class="summary">{rows}</dl>'
             f"<details><summary>run.json</summary><pre>{html.escape(dump)}</pre></details>")
 
 
@@ -230,7 +251,12 @@ def _row_class(row: pd.Series, ok: bool) -> str:
     if not ok:
         return ' class="failed"'
     label, reference = _text(row.get("label")), _text(row.get("reference_label"))
-    return ' class="mismatch"' if label and reference and label != reference else ""
+    return ' class="mismatch"' if label and reference and _label_key(label) != _label_key(reference) else ""
+
+
+def _label_key(value: Any) -> str:
+    """A label as compared with another: case and surrounding blanks ignored (``Tumour`` is ``tumour``)."""
+    return _text(value).strip().casefold()
 
 
 def _table(predictions: pd.DataFrame, ok: pd.Series, anchors: dict[int, str]) -> str:
@@ -391,7 +417,8 @@ def _failures(predictions: pd.DataFrame, ok: pd.Series) -> str:
         return '<h2 id="failures">Failures</h2><p class="muted">None: every slide succeeded.</p>'
     items = []
     for _, row in failed.iterrows():
-        attempts = f" after {_number('attempts', row['attempts'])} attempts" if _is_number(row.get("attempts")) else ""
+        count = _number("attempts", row["attempts"]) if _is_number(row.get("attempts")) else None
+        attempts = "" if count is None else f" after {count} attempt{'' if str(count) == '1' else 's'}"
         items.append(f'<li><b>{_esc(row.get("slide_id"))}</b> <span class="muted">{_esc(row.get("path"))}'
                      f"{html.escape(attempts)}</span><pre>{_esc(row.get('error')) or 'no message'}</pre></li>")
     return f'<h2 id="failures">Failures ({len(failed)})</h2><ul>{"".join(items)}</ul>'

@@ -48,7 +48,7 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
 def last_line(frame: pd.DataFrame) -> str:
     failed = int((frame.status != "ok").sum())
     resumed = int(frame.resumed.fillna(False).astype(bool).sum()) if len(frame) else 0
-    done = f"{len(frame)} slides: {len(frame) - failed} ok ({resumed} resumed)"
+    done = f"{len(frame)} slide{'' if len(frame) == 1 else 's'}: {len(frame) - failed} ok ({resumed} resumed)"
     return f"{done}, {failed} failed" if failed else f"{done}, none failed"
 
 
@@ -115,7 +115,7 @@ class BatchDisplay:
     def started(self, total: int, dashboard: str | None, to_run: int) -> None:
         if dashboard:
             self._print(f"Dask dashboard: {dashboard}")
-        self._print(f"{total} slides: {to_run} to run, {total - to_run} done already")
+        self._print(f"{total} slide{'' if total == 1 else 's'}: {to_run} to run, {total - to_run} done already")
         if self._progress is not None:
             self._progress.update(self._slides_task, total=total, completed=self._finished)
 

@@ -115,7 +115,8 @@ def write_slide_outputs(folder: Path, prediction: Any, card: Any, record: dict[s
     cascade = tissue.cascade_class
     colour = next(c.color for c in tissue.classes if c.name == cascade)
     regions = region_features(np.nan_to_num(prediction.maps[f"prob_{cascade}"], nan=0.0), l0_per_px=l0_per_px,
-                              threshold=0.5, name=cascade.capitalize(), color=_rgb(colour), mpp=min(prediction.mpp))
+                              threshold=0.5, name=cascade.capitalize(), color=_rgb(colour), mpp=min(prediction.mpp),
+                              extent=prediction.dimensions)
     write_geojson(folder / "regions.geojson", regions)
     classes = {c.name: _rgb(c.color) for c in card.cell.classes}
     write_cells_geojson_gz(folder / "cells.geojson.gz", cells.chunks(), classes=classes,

@@ -10,6 +10,7 @@ pytest-xdist worker, and one cluster loads the model for all of them.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -20,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slidescope.workflows import (ConfigurationError, InputError, OutputError, Settings, prediction_columns,
-                                  read_geojson, read_ome_zarr_maps, run_batch)
+from slidescope.workflows import (BatchEvents, ConfigurationError, InputError, OutputError, Settings,
+                                  prediction_columns, read_geojson, read_ome_zarr_maps, run_batch)
 from slidescope.workflows.slide_outputs import SLIDE_FILES
 
 from batch_reruns import read  # beside this file (pytest puts its folder on sys.path)
@@ -63,6 +64,11 @@ def test_predictions_table_has_one_row_per_slide_in_input_order(batch_run, batch
     assert (ok.error == "").all() and ok.output.tolist() == [f"slides/{name}" for name in OK]
     assert (ok.nuclei_total == ok[[f"nuclei_{t}" for t in types]].sum(axis=1)).all()
     assert ok.seconds_total.gt(0).all() and ok.tissue_area_mm2.gt(0).all() and ok.coarse_tiles.gt(0).all()
+    # counts are written as whole numbers, empty on error rows (not 3196.0 and NaN)
+    written = pd.read_csv(batch_run / "predictions.csv", dtype=str, keep_default_na=False).set_index("slide_id")
+    for column in ("nuclei_total", "coarse_tiles", "flagged_tiles", "fine_tiles", "attempts"):
+        assert written.loc[list(OK), column].str.fullmatch(r"\d+").all(), written[column]
+        assert written.loc[list(FAILED), column].str.fullmatch(r"\d*").all(), written[column]
 
 
 def test_tumour_slides_score_above_tumour_free_ones(batch_run):
@@ -76,7 +82,7 @@ def test_tumour_slides_score_above_tumour_free_ones(batch_run):
 
 def test_failed_slides_are_error_rows_naming_the_file(batch_run, batch_slides):
     frame = _table(batch_run)
-    for name, words in (("corrupt", "truncated"), ("missing", "no such"), ("no-mpp", "mpp"),
+    for name, words in (("corrupt", "truncated"), ("missing", "no such"), ("no-mpp", "the manifest's mpp column"),
                         ("blank", "no coarse tile has tissue")):
         row = frame.loc[name]
         assert row.status == "error" and str(batch_slides[name]) in row.error and words in row.error, row.error
@@ -240,6 +246,10 @@ def test_report_is_one_self_contained_page(batch_run, batch_inputs):
     assert "data:image/" in page  # overlays and tiles embedded
     run = json.loads((batch_run / "run.json").read_text(encoding="utf-8"))
     assert run["configuration_hash"] in page and run["model"]["card_sha256"] in page
+    # the shipped model ran: the page says what it was trained on and what that means
+    from slidescope.workflows.report import SHIPPED_MODEL_WARNING
+
+    assert html.escape(SHIPPED_MODEL_WARNING) in page and "8 slides, labels: generated slides" in html.unescape(page)
 
 
 # -- runs again: resume, no resume, another configuration, staging folders, killed workers -------------
@@ -401,3 +411,23 @@ def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path):
     with pytest.raises(OutputError, match="at the output run.json"):
         run_batch([at_output], tmp_path / "other")
     assert sorted(os.listdir(out / "slides")) == ["S1.svs"] and os.listdir(tmp_path / "other") == ["run.json"]
+
+
+def test_a_fluorescence_method_is_refused_before_any_slide_runs(batch_slides, tmp_path):
+    with pytest.raises(ConfigurationError, match="brightfield"):
+        run_batch([batch_slides["normal-a"]], tmp_path / "out", settings=Settings(method="fluorescence"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_run_says_so_in_run_json_and_keeps_its_rows(batch_client, batch_slides, tmp_path):
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([batch_slides["missing"], batch_slides["normal-a"]], out, client=batch_client,
+                  events=BatchEvents(finished=interrupt))  # Ctrl-C once the first slide (the missing one) is done
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "interrupted" and run["ended"] >= run["started"]
+    frame = pd.read_csv(out / "predictions.csv")
+    assert frame.slide_id.tolist() == ["missing"] and frame.status.tolist() == ["error"]

@@ -79,6 +79,19 @@ def test_one_pixel_gives_the_square_it_covers_at_level_0():
     assert feature["properties"]["measurements"]["area_l0_px2"] == 100.0
 
 
+def test_regions_are_cut_at_the_slide_edge():
+    """A map's last column and row reach past the slide: polygons and areas stop at its edges."""
+    probability = np.zeros((4, 5))
+    probability[2:, 3:] = 0.9  # the bottom-right 2 x 2 pixels, the last row and column partly outside
+    (feature,) = region_features(probability, l0_per_px=10, extent=(46, 33), mpp=0.5)
+    (exterior,) = feature["geometry"]["coordinates"]
+    assert _bounds(exterior) == (30.0, 46.0, 20.0, 33.0)
+    assert feature["properties"]["measurements"]["area_l0_px2"] == 16 * 13 == _signed_area(exterior)
+    assert feature["properties"]["measurements"]["area_mm2"] == 16 * 13 * 0.25 / 1e6
+    (whole,) = region_features(probability, l0_per_px=10)  # no extent: the map's own
+    assert whole["properties"]["measurements"]["area_l0_px2"] == 400.0
+
+
 def test_qupath_fields():
     probability = np.zeros((4, 4))
     probability[1:3, 1:3] = 0.75

@@ -57,9 +57,14 @@ def test_relative_path_made_absolute_without_resolving_links(tmp_path: Path, mon
 
 
 def test_missing_file_is_a_slide_not_an_error(tmp_path: Path) -> None:
-    rows = resolve_inputs([tmp_path / "gone.svs", tmp_path / "gone.csv"])
+    rows = resolve_inputs([tmp_path / "gone.svs", tmp_path / "gone.tiff"])
     assert [(r.slide_id, r.path) for r in rows] == [
-        ("gone", str(tmp_path / "gone.svs")), ("gone-2", str(tmp_path / "gone.csv"))]
+        ("gone", str(tmp_path / "gone.svs")), ("gone-2", str(tmp_path / "gone.tiff"))]
+
+
+def test_a_missing_manifest_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"cohrot\.csv: no such manifest CSV"):
+        resolve_inputs([tmp_path / "gone.svs", tmp_path / "cohrot.csv"])
 
 
 def test_folder_recursive_sorted_and_filtered(tmp_path: Path) -> None:

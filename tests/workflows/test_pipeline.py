@@ -162,3 +162,19 @@ def test_a_model_that_is_not_a_merged_one_is_refused(require_torch):
 
     with pytest.raises(ConfigurationError, match="merged slide model"):
         Pipeline(model=shipped_model_dir("tissue", "torch"))
+
+
+def test_slides_the_model_cannot_analyse_are_refused_saying_what_to_do(pipe, batch_slides, tmp_path):
+    from slidescope.workflows.errors import UnsuitableSlideError
+    from slidescope.workflows.pipeline import plan_slide
+    from slidescope.wsi.synthetic import make_slide
+
+    card = pipe.model.card
+    small = tmp_path / "small.svs"
+    make_slide(small, 512, 384, seed=3)
+    with pytest.raises(UnsuitableSlideError, match=r"too small to analyse: 512 x 384 px .*--mask-mpp"):
+        plan_slide(str(small), card, Settings(mask_mpp=32.0))
+    with pytest.raises(UnsuitableSlideError, match="brightfield"):
+        plan_slide(str(small), card, Settings(method="fluorescence"))
+    with pytest.raises(UnsuitableSlideError, match=r"no microns-per-pixel .*manifest's mpp column.*slide_mpp"):
+        plan_slide(str(batch_slides["no-mpp"]), card, Settings())

@@ -101,7 +101,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     deleted.unlink()
 
     predictions = pd.DataFrame([
-        _row(ids["kept"], kept),
+        _row(ids["kept"], kept, reference_label=" Tumour"),  # a lab's spelling of the model's label
         _row(ids["deleted"], deleted, probability=0.12, label="normal", reference_label="tumour"),
         _row(ids["failed"], inputs / "broken.svs", status="error", error=HOSTILE_MESSAGE, label="", output="",
              attempts=2, **{k: np.nan for k in FIGURES}),
@@ -200,6 +200,9 @@ def test_every_slide_is_in_the_table(batch: dict[str, Any]) -> None:
     assert len(failed) == 1 and failed[0][0] == batch["ids"]["failed"]
     assert HOSTILE_MESSAGE in failed[0]  # the message, shown in its row
     assert "mismatch" in page.row_classes[1]  # label normal, reference tumour
+    assert "mismatch" not in page.row_classes[0]  # tumour against " Tumour": the same label
+    assert "2 of 3 slides" in batch["text"]  # agreement with the reference labels
+    assert "shipped model" not in batch["text"]  # not the shipped model: no warning
     text = batch["text"]
     assert "4: 3 ok, 1 failed" in text and "c0ffee" in text and "slide-&lt;torch&gt;" in text
 
