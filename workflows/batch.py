@@ -109,6 +109,10 @@ def resolve_model_directory(model: Any) -> str:
     if model is None or (model == "slide" and not os.path.lexists("slide")):
         return str(shipped_model_dir("slide", "torch"))
     path = os.path.abspath(os.fspath(model))
+    if model in ("tissue", "cell") and not os.path.lexists(model):
+        raise ConfigurationError(f"{model}: the shipped {model} model alone cannot predict slides; a batch needs a merged "
+                                 f"slide model: omit --model for the shipped one (\"slide\"), or merge your own with "
+                                 f"`slidescope merge`")
     if not os.path.isdir(path):
         raise ConfigurationError(f"{model}: no such merged model directory (expected a folder written by "
                                  f"`slidescope merge` or `slidescope train head`)")
@@ -410,7 +414,25 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 # -- the output folder ------------------------------------------------------------------------------
 
-def _check_out(out: Path, slides: Sequence[Any], config: str, options: BatchOptions) -> dict[str, Any] | None:
+def _changes(previous: dict[str, Any], current: dict[str, Any]) -> str:
+    """What differs between a previous ``run.json`` and this run (``current``: the same keys), in words."""
+    changes = []
+    old_model, new_model = previous.get("model") or {}, current["model"]
+    if old_model.get("card_sha256") != new_model["card_sha256"]:
+        changes.append(f"model {old_model.get('name')} ({str(old_model.get('card_sha256'))[:8]}) -> "
+                       f"{new_model['name']} ({new_model['card_sha256'][:8]})")
+    old_settings = previous.get("settings") or {}
+    for key, value in current["settings"].items():
+        if old_settings.get(key) != value:
+            changes.append(f"{key} {old_settings.get(key)} -> {value}")
+    old_version = (previous.get("versions") or {}).get("slidescope")
+    if old_version != current["version"]:
+        changes.append(f"slidescope {old_version} -> {current['version']}")
+    return ", ".join(changes) or "another model or settings"
+
+
+def _check_out(out: Path, slides: Sequence[Any], config: str, options: BatchOptions,
+               current: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Refuse an output folder that is a slide, holds foreign files, or holds another run (without overwrite);
     returns the previous ``run.json`` when the folder holds a run."""
     from slidescope.wsi.atomic import check_parent
@@ -442,9 +464,9 @@ def _check_out(out: Path, slides: Sequence[Any], config: str, options: BatchOpti
                                  f"choose a new or empty --out, or pass --overwrite to write beside its files")
     if previous is not None and previous.get("configuration_hash") != config and options.resume and not options.overwrite:
         raise ConfigurationError(
-            f"{out}: holds a run with another configuration (configuration hash {previous.get('configuration_hash')}, "
-            f"this run {config}: another model or settings); choose another --out, or pass --overwrite to redo its "
-            f"slides with this configuration")
+            f"{out}: holds a run with another configuration ({_changes(previous, current) if current else 'another model or settings'}"
+            f"; configuration hash {previous.get('configuration_hash')}, this run {config}); choose another --out, or "
+            f"pass --overwrite to redo its slides with this configuration")
     return previous
 
 
@@ -543,6 +565,7 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
     from slidescope.merge.merged import MergedCard
     from slidescope.merge.checkpoint import file_sha256
     from slidescope.wsi.validation import parse_choice, parse_positive_int
+    from slidescope.wsi.version import slidescope_version
 
     from .inputs import resolve_inputs
 
@@ -571,7 +594,9 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
                                  f"records")
     config = configuration_hash(card.digest(), settings)
     out = Path(os.path.abspath(os.fspath(out)))
-    previous = _check_out(out, slides, config, options)
+    current = {"model": {"name": card.name, "card_sha256": card.digest()}, "settings": settings.identity(),
+               "version": slidescope_version()}
+    previous = _check_out(out, slides, config, options, current)
     out.mkdir(exist_ok=True)
     (out / "slides").mkdir(exist_ok=True)
     _clean_staging(out)
@@ -587,6 +612,9 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
             if data is not None and data.get("slide_hash") == slide_hash:
                 rows[index] = _ok_row(slide, data, types, resumed=True, attempts=0)
                 continue
+        if not os.path.lexists(slide.path):  # what its plan task would say, without a cluster to say it
+            rows[index] = _error_row(slide, f"{slide.path}: no such slide file", types, 1, 0.0)
+            continue
         to_run.append((index, slide, slide_hash))
     run_info = {"kind": RUN_KIND, "format_version": 1, "configuration_hash": config, "started": _now(), "ended": None,
                 "status": "running", "host": socket.gethostname(), "python": sys.version.split()[0],
@@ -596,11 +624,11 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
                 "inputs": [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
                 "slides": len(slides)}
     _write_json(out / "run.json", run_info)
-    for index in sorted(rows):
-        events.emit("finished", rows[index])
-    _write_predictions(out, rows, types)
     dashboard = None
     try:
+        for index in sorted(rows):
+            events.emit("finished", rows[index])
+        _write_predictions(out, rows, types)
         if to_run:
             with _engine(client, options, events) as (active, cluster):
                 dashboard = getattr(active, "dashboard_link", None)

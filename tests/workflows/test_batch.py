@@ -262,7 +262,8 @@ def _frame(record: dict) -> pd.DataFrame:
 def test_resume_skips_done_slides_and_retries_failed_ones(batch_reruns, batch_inputs, batch_run):
     record = read(batch_reruns, "resume")
     out = batch_reruns / "resume" / "out"
-    assert [total for total, _, _ in record["started"]] == [7] and record["started"][0][2] == 4  # the failed ones ran
+    # the failed ones ran again, but the missing file: an error row at once, without the cluster
+    assert [total for total, _, _ in record["started"]] == [7] and record["started"][0][2] == 3
     frame = _frame(record)
     assert frame.slide_id.tolist() == list(batch_inputs) == _table(out).slide_id.tolist()
     assert frame.loc[list(OK), "resumed"].all() and (frame.loc[list(OK), "attempts"] == 0).all()
@@ -296,9 +297,9 @@ def test_no_resume_runs_done_slides_again(batch_reruns):
 
 def test_another_configuration_is_refused_unless_overwrite(batch_reruns, batch_run):
     record = read(batch_reruns, "other_configuration")
-    for refused in record["refused"]:  # min_tissue 0.5; the cascade off
+    for refused, change in zip(record["refused"], ["min_tissue 0.25 -> 0.5", "cascade True -> False"]):
         assert refused is not None and refused[0] == ConfigurationError.__name__
-        assert "another configuration" in refused[1]
+        assert "another configuration" in refused[1] and change in refused[1], refused[1]  # it says what changed
     assert record["unchanged"]  # refused before anything was written
     frame = _frame(record)
     assert frame.status.tolist() == ["ok"] and not frame.resumed.any()
@@ -383,6 +384,8 @@ def test_a_model_that_is_not_a_merged_one_is_a_configuration_error(batch_slides,
         run_batch([batch_slides["normal-a"]], tmp_path / "out", model=shipped_model_dir("tissue", "torch"))
     with pytest.raises(ConfigurationError, match="no such merged model directory"):
         run_batch([batch_slides["normal-a"]], tmp_path / "out", model=tmp_path / "nowhere")
+    with pytest.raises(ConfigurationError, match="the shipped tissue model alone cannot predict slides"):
+        run_batch([batch_slides["normal-a"]], tmp_path / "out", model="tissue")  # a shipped name, not a slide model
     assert not (tmp_path / "out").exists()
 
 
