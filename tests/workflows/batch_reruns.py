@@ -159,32 +159,30 @@ def _killing(client, plugin, name: str, run: Callable[[], Any]) -> Any:
         client.unregister_worker_plugin(name)
 
 
-def killed_once(client, slides, inputs, run_out, folder) -> dict[str, Any]:
-    """A worker killed (SIGKILL) the first time one of tumour-a's cell batches starts on it."""
+def _killed_run(client, slides, folder, names: list[str], task_prefix: str, once: bool) -> dict[str, Any]:
+    """``names`` run one slide at a time while a worker plugin SIGKILLs the worker that starts a task whose key
+    begins with ``task_prefix`` (the first time only, or every time)."""
     from slidescope.workflows import run_batch
     from worker_killer import KillOnTask, kills
 
     record = folder / "kills"
     record.mkdir()
-    # one slide at a time, the killed one last: the other one runs on workers that have the model loaded
-    frame = _killing(client, KillOnTask("cells-tumour-a-", record, once=True), "kill-once", lambda: run_batch(
-        _inputs(slides, ["normal-a", "tumour-a"]), folder / "out", client=client, slides_in_flight=1))
+    # one slide at a time: no task of the other slide dies beside the killed one
+    frame = _killing(client, KillOnTask(task_prefix, record, once=once), "kill-once" if once else "kill-always",
+                     lambda: run_batch(_inputs(slides, names), folder / "out", client=client, slides_in_flight=1))
     return {"kills": kills(record), "folders": sorted(os.listdir(folder / "out" / "slides")),
             "returned": json.loads(frame.to_json(orient="records"))}
+
+
+def killed_once(client, slides, inputs, run_out, folder) -> dict[str, Any]:
+    """A worker killed (SIGKILL) the first time one of tumour-a's cell batches starts on it (tumour-a last: the
+    other slide runs on workers that have the model loaded)."""
+    return _killed_run(client, slides, folder, ["normal-a", "tumour-a"], "cells-tumour-a-", once=True)
 
 
 def killing_always(client, slides, inputs, run_out, folder) -> dict[str, Any]:
     """normal-b's plan kills every worker that starts it."""
-    from slidescope.workflows import run_batch
-    from worker_killer import KillOnTask, kills
-
-    record = folder / "kills"
-    record.mkdir()
-    # one slide at a time, so that no task of the other slide dies beside it
-    frame = _killing(client, KillOnTask("plan-normal-b-", record, once=False), "kill-always", lambda: run_batch(
-        _inputs(slides, ["normal-a", "normal-b"]), folder / "out", client=client, slides_in_flight=1))
-    return {"kills": kills(record), "folders": sorted(os.listdir(folder / "out" / "slides")),
-            "returned": json.loads(frame.to_json(orient="records"))}
+    return _killed_run(client, slides, folder, ["normal-a", "normal-b"], "plan-normal-b-", once=False)
 
 
 #: In the order they run (those that kill workers last: they leave workers without the model loaded).
