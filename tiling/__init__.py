@@ -30,6 +30,7 @@ from .dask_read import DEFAULT_BATCH_SIZE, TileBatch, map_batches, read_batches
 from .errors import (
     DarkFieldError,
     ImageTypeError,
+    MaskTooSmallError,
     OverlayError,
     StainError,
     StainNotFittedError,
@@ -61,7 +62,8 @@ __all__ = [
     "CorruptSlideError", "MissingMppError", "AssociatedImageNotFoundError", "ParameterError", "RegionError",
     "OutOfBoundsError", "ResolutionError", "ClosedSlideError", "OutputError", "OutputExistsError",
     # tiling's own errors
-    "TilePlanError", "TileBatchError", "TissueMaskError", "ImageTypeError", "DarkFieldError", "StainError",
+    "TilePlanError", "TileBatchError", "TissueMaskError", "ImageTypeError", "DarkFieldError", "MaskTooSmallError",
+    "StainError",
     "StainNotFittedError", "StitchError", "OverlayError",
     "Scale", "parse_scale", "TilePlan", "PLAN_COLUMNS", "MAX_TILES_PER_SCALE", "plan_tiles",
     "TileBatch", "read_batches", "map_batches", "DEFAULT_BATCH_SIZE",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-from slidescope.wsi.errors import SlideError
+from slidescope.wsi.errors import ResolutionError, SlideError
 
 __all__ = [
     "TilePlanError",
@@ -28,6 +28,7 @@ __all__ = [
     "TissueMaskError",
     "ImageTypeError",
     "DarkFieldError",
+    "MaskTooSmallError",
     "StainError",
     "StainNotFittedError",
     "StitchError",
@@ -83,6 +84,26 @@ class DarkFieldError(TissueMaskError):
 
     def __reduce__(self) -> tuple[type, tuple[str | None, float, float]]:  # picklable across Dask workers
         return type(self), (self.path, self.background, self.limit)
+
+
+class MaskTooSmallError(ResolutionError):
+    """A tissue mask at the asked resolution would be under ``MIN_MASK_EDGE`` px along its short side.
+
+    Attributes
+    ----------
+    mask_size : tuple of int
+        The mask's ``(width, height)`` at that resolution.
+    finest_mpp : float or None
+        The coarsest mask mpp that would fit; None when the slide itself is too small for any.
+    """
+
+    def __init__(self, message: str, mask_size: tuple[int, int], finest_mpp: float | None) -> None:
+        super().__init__(message)
+        self.mask_size = (int(mask_size[0]), int(mask_size[1]))
+        self.finest_mpp = None if finest_mpp is None else float(finest_mpp)
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[int, int], float | None]]:  # picklable across Dask workers
+        return type(self), (str(self), self.mask_size, self.finest_mpp)
 
 
 class StainError(SlideError):

@@ -42,7 +42,7 @@ from ._pen import dark_grey_mask, ink_mask
 from ._tissue_color import check_rgb, clamped_otsu, color_features, is_achromatic
 from ._tissue_darkfield import DARK_MEDIAN, background, fluorescence_candidate
 from ._tissue_mask import MAX_AREA_UM2, MAX_LENGTH_UM, TissueMask
-from .errors import DarkFieldError, ImageTypeError, TissueMaskError
+from .errors import DarkFieldError, ImageTypeError, MaskTooSmallError, TissueMaskError
 
 __all__ = [
     "TissueMask",
@@ -239,15 +239,15 @@ def _mask_mpp(slide: Any, mpp: float) -> float:
     if min(width, height) < MIN_MASK_EDGE:
         (w0, h0), (mx, my) = slide.dimensions, slide.mpp
         if min(w0, h0) < MIN_MASK_EDGE:
-            raise ResolutionError(
+            raise MaskTooSmallError(
                 f"{slide.path}: the slide is {w0} x {h0} px; expected at least {MIN_MASK_EDGE} px along its short "
-                f"side for a tissue mask"
+                f"side for a tissue mask", (width, height), None
             )
         finest = min(w0 * mx, h0 * my) / MIN_MASK_EDGE
-        raise ResolutionError(
+        raise MaskTooSmallError(
             f"{slide.path}: mpp: a tissue mask at {mpp:g} µm/px would be {width} x {height} px for this "
             f"{w0} x {h0} px slide ({w0 * mx:.0f} x {h0 * my:.0f} µm); expected at least {MIN_MASK_EDGE} px "
-            f"along the short side, i.e. mpp <= {finest:.3g}"
+            f"along the short side, i.e. mpp <= {finest:.3g}", (width, height), finest
         )
     return mask_mpp
 

@@ -131,8 +131,7 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
     SlideError
         A slide that cannot be opened, lacks an mpp (and ``slide_mpp`` is None), or has no tissue method fit.
     """
-    from slidescope.tiling import plan_tiles, tissue_mask
-    from slidescope.tiling.errors import DarkFieldError
+    from slidescope.tiling import MIN_MASK_EDGE, DarkFieldError, MaskTooSmallError, plan_tiles, tissue_mask
     from slidescope.wsi import open_slide
     from slidescope.wsi.errors import MissingMppError
 
@@ -149,9 +148,16 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
         if settings.method == "fluorescence":
             raise UnsuitableSlideError(f"{path}: not analysed: the slide model reads brightfield (H&E) slides, and "
                                        f"method 'fluorescence' is for dark-field ones")
-        _check_mask_size(slide, settings.mask_mpp)
         try:
             mask = tissue_mask(slide, mpp=settings.mask_mpp, method=settings.method)
+        except MaskTooSmallError as exc:
+            (w0, h0), (mx, my) = slide.dimensions, slide.mpp
+            hint = ("" if exc.finest_mpp is None else
+                    f"; a finer tissue mask (--mask-mpp, Settings(mask_mpp=) at most {exc.finest_mpp:.3g}) would fit it")
+            raise UnsuitableSlideError(
+                f"{path}: the slide is too small to analyse: {w0} x {h0} px ({w0 * mx:.0f} x {h0 * my:.0f} µm); "
+                f"its tissue mask at {settings.mask_mpp:g} µm/px would be {exc.mask_size[0]} x {exc.mask_size[1]} px, "
+                f"under {MIN_MASK_EDGE} px a side{hint}") from None
         except DarkFieldError as exc:
             raise UnsuitableSlideError(
                 f"{path}: not analysed: the image looks dark-field (fluorescence): background brightness "
@@ -165,25 +171,6 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
         return SlidePlan(os.path.abspath(path), slide_mpp, (int(width), int(height)),
                          (float(slide.mpp[0]), float(slide.mpp[1])), area, plan, time.perf_counter() - started,
                          slide.lazy_copy())
-
-
-def _check_mask_size(slide: Any, mask_mpp: float) -> None:
-    """Refuse a slide whose tissue mask at ``mask_mpp`` would be too small, naming the setting to change."""
-    from slidescope.tiling.tissue import MIN_MASK_EDGE
-    from slidescope.wsi.whole_slide import whole_slide_size
-
-    from .errors import UnsuitableSlideError
-
-    (w0, h0), (mx, my) = slide.dimensions, slide.mpp
-    width, height = whole_slide_size(slide, max(mask_mpp, (mx + my) / 2))
-    if min(width, height) >= MIN_MASK_EDGE:
-        return
-    finest = min(w0 * mx, h0 * my) / MIN_MASK_EDGE
-    hint = (f"; a finer tissue mask (--mask-mpp, Settings(mask_mpp=) at most {finest:.3g}) would fit it"
-            if finest >= min(mx, my) else "")
-    raise UnsuitableSlideError(
-        f"{slide.path}: the slide is too small to analyse: {w0} x {h0} px ({w0 * mx:.0f} x {h0 * my:.0f} µm); its "
-        f"tissue mask at {mask_mpp:g} µm/px would be {width} x {height} px, under {MIN_MASK_EDGE} px a side{hint}")
 
 
 def coarse_batches(plan: SlidePlan, batch_size: int) -> list[Batch]:
