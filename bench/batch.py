@@ -101,6 +101,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -295,9 +296,8 @@ class ModelOnly:
         self.files = files
         self.queue = context.Queue()
         self.pipes, self.procs = [], []
-        saved = dict(os.environ)
-        os.environ.update(environ or {})  # a spawned child starts from this process's environment
-        try:
+        # a spawned child starts from this process's environment (patch.dict restores it after)
+        with mock.patch.dict(os.environ, environ or {}):
             for _ in range(processes):
                 parent, child = context.Pipe()
                 proc = context.Process(target=_model_only_process, args=(directory, files, child, self.queue),
@@ -305,9 +305,6 @@ class ModelOnly:
                 proc.start()
                 self.pipes.append(parent)
                 self.procs.append(proc)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
         for pipe in self.pipes:
             if pipe.recv()[0] != "ready":
                 raise SystemExit("a model-only process failed to start")
@@ -358,28 +355,20 @@ def start_cluster(stack: contextlib.ExitStack, workers: int, threads: int, dask_
     """The local cluster ``run_batch`` itself starts (its private ``_engine``, the same code path), kept open on
     ``stack``; its client and its start-up seconds. ``dask_malloc``: the workers start with Dask's environment
     alone, without ``WORKER_MALLOC`` (the diagnosis run: ``run_batch`` as it was before those settings)."""
-    from unittest import mock
-
     from slidescope.workflows import batch
     from slidescope.workflows.batch import BatchEvents, BatchOptions, _engine
     from slidescope.workflows.worker_memory import WORKER_MALLOC, worker_malloc
 
     started = time.perf_counter()
-    saved = dict(os.environ)
-    patch = contextlib.nullcontext()
-    if dask_malloc:
-        # the nanny leaves its variables in *this* process's os.environ after it spawns, and a value there
-        # wins over its configuration: drop those the earlier clusters left
-        for key in {**dask_worker_environ(), **WORKER_MALLOC}:
-            os.environ.pop(key, None)
-        patch = mock.patch.object(batch, "worker_malloc", lambda: worker_malloc({}))
-    try:
-        with patch:
-            client, _ = stack.enter_context(_engine(None, BatchOptions(workers=workers, threads_per_worker=threads),
-                                                    BatchEvents()))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with mock.patch.dict(os.environ), contextlib.ExitStack() as patches:  # os.environ restored after
+        if dask_malloc:
+            # the nanny leaves its variables in *this* process's os.environ after it spawns, and a value there
+            # wins over its configuration: drop those the earlier clusters left
+            for key in {**dask_worker_environ(), **WORKER_MALLOC}:
+                os.environ.pop(key, None)
+            patches.enter_context(mock.patch.object(batch, "worker_malloc", lambda: worker_malloc({})))
+        client, _ = stack.enter_context(_engine(None, BatchOptions(workers=workers, threads_per_worker=threads),
+                                                BatchEvents()))
     client.wait_for_workers(workers)
     return client, time.perf_counter() - started
 

@@ -83,8 +83,8 @@ def region_features(
     Each map pixel ``(row i, column j)`` covers level-0 ``[j*s, (j+1)*s) x [i*s, (i+1)*s)`` with
     ``s = l0_per_px``; the polygons run along the edges of the selected pixels, so a region's area
     is exactly its pixel count times ``s**2`` (less what lies past ``extent``). Regions are OpenCV's
-    8-connected components; within one, the parts joined by edges (4-connected) are the polygons of a MultiPolygon, each
-    with its holes (``cv2.findContours(..., RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` traced on the
+    8-connected components; within one, the parts joined by edges (4-connected) are the polygons of a
+    MultiPolygon, each with its holes (``cv2.findContours(..., RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` traced on the
     lattice of pixel corners and edge midpoints, so collinear vertices are dropped). Exterior rings
     are counter-clockwise and holes clockwise in the ``(x, y)`` numbers (RFC 7946), every ring
     closed.

@@ -62,12 +62,17 @@ _FAULTS = textwrap.dedent("""
 """)
 
 
-def _page_faults(environ: dict[str, str]) -> int:
+def _child(script: str, environ: dict[str, str]) -> str:
+    """What ``script`` prints, run in a fresh interpreter whose malloc variables are ``environ`` alone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", _FAULTS], env={**env, **environ}, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], env={**env, **environ}, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    return int(done.stdout)
+    return done.stdout
+
+
+def _page_faults(environ: dict[str, str]) -> int:
+    return int(_child(_FAULTS, environ))
 
 
 GLIBC = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -107,11 +112,7 @@ _KEPT = textwrap.dedent("""
 
 @GLIBC
 def test_a_worker_above_the_limit_gives_its_freed_memory_back_and_one_below_keeps_it():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", _KEPT], env={**env, **WORKER_MALLOC}, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    start, held, below, after_below, above, after = done.stdout.split()
+    start, held, below, after_below, above, after = _child(_KEPT, dict(WORKER_MALLOC)).split()
     start, held, after_below, after = int(start), int(held), int(after_below), int(after)
     assert held - start >= 200 << 20  # the heap kept the freed 256 MiB
     assert below == "False" and after_below >= held - (16 << 20)  # under the limit: kept for the next batch
