@@ -145,7 +145,8 @@ def _slide_hash(config: str, path: str, mpp: float | None) -> str:
 class BatchEvents:
     """What a batch reports while it runs (the command line draws bars and lines from these).
 
-    Every callback is optional: ``started(total_slides, dashboard_link, to_run)``, ``tiles(slide_id,
+    Every callback is optional: ``started(total_slides, dashboard_link, to_run)`` (``to_run``: the slides
+    not resumed, a missing file included), ``tiles(slide_id,
     done, total)`` (tile counts of one slide grow as its stages are planned), ``finished(row)`` (a
     slide's ``predictions.csv`` row, ok, resumed or failed), ``message(text)``.
     """
@@ -625,6 +626,8 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
                 "slides": len(slides)}
     _write_json(out / "run.json", run_info)
     dashboard = None
+    # slides not done already: to run, or failed before any task (a missing file)
+    not_done = len(slides) - sum(1 for row in rows.values() if row["resumed"])
     try:
         for index in sorted(rows):
             events.emit("finished", rows[index])
@@ -632,7 +635,7 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
         if to_run:
             with _engine(client, options, events) as (active, cluster):
                 dashboard = getattr(active, "dashboard_link", None)
-                events.emit("started", len(slides), dashboard, len(to_run))
+                events.emit("started", len(slides), dashboard, not_done)
                 info = active.scheduler_info()
                 workers_info = info.get("workers", {})
                 threads = max(1, min(w.get("nthreads", 1) for w in workers_info.values())) if workers_info else 1
@@ -643,7 +646,7 @@ def run_batch(inputs: Sequence[Any] | Any, out: Any, *, model: Any = None, clien
                                 resources)
                 _drive(driver, to_run, rows, types, out, in_flight, events)
         else:
-            events.emit("started", len(slides), None, 0)
+            events.emit("started", len(slides), None, not_done)
     except BaseException as exc:  # Ctrl-C, a cluster that cannot start: run.json says so, the rows done are kept
         _write_predictions(out, rows, types)
         run_info.update({"ended": _now(), "dashboard": dashboard,

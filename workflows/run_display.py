@@ -8,6 +8,7 @@ only the summary.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,12 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
                      f"{(str(int(row.nuclei_total)) if ok else '-'):>8}  {'' if ok else row.error}")
     lines.append(last_line(frame))
     return lines
+
+
+def where_line(out: Any) -> str:
+    """Where the batch's table and report are (``out`` as the user gave it, a trailing slash or not)."""
+    return (f"predictions: {os.path.join(out, 'predictions.csv')}   "
+            f"report: {os.path.join(out, 'report.html')}")
 
 
 def last_line(frame: pd.DataFrame) -> str:
@@ -151,10 +158,10 @@ class BatchDisplay:
                               style=None if ok else "red")
             console = Console()
             console.print(table)
-            print(f"predictions: {out}/predictions.csv   report: {out}/report.html", file=self.stream)
+            print(where_line(out), file=self.stream)
             print(last_line(frame), file=self.stream, flush=True)
             return
         for line in summary_lines(frame)[:-1]:
             print(line, file=self.stream)
-        print(f"predictions: {out}/predictions.csv   report: {out}/report.html", file=self.stream)
+        print(where_line(out), file=self.stream)
         print(last_line(frame), file=self.stream, flush=True)

@@ -262,8 +262,7 @@ def _frame(record: dict) -> pd.DataFrame:
 def test_resume_skips_done_slides_and_retries_failed_ones(batch_reruns, batch_inputs, batch_run):
     record = read(batch_reruns, "resume")
     out = batch_reruns / "resume" / "out"
-    # the failed ones ran again, but the missing file: an error row at once, without the cluster
-    assert [total for total, _, _ in record["started"]] == [7] and record["started"][0][2] == 3
+    assert [total for total, _, _ in record["started"]] == [7] and record["started"][0][2] == 4  # the failed ones ran
     frame = _frame(record)
     assert frame.slide_id.tolist() == list(batch_inputs) == _table(out).slide_id.tolist()
     assert frame.loc[list(OK), "resumed"].all() and (frame.loc[list(OK), "attempts"] == 0).all()
@@ -434,3 +433,10 @@ def test_an_interrupted_run_says_so_in_run_json_and_keeps_its_rows(batch_client,
     assert run["status"] == "interrupted" and run["ended"] >= run["started"]
     frame = pd.read_csv(out / "predictions.csv")
     assert frame.slide_id.tolist() == ["missing"] and frame.status.tolist() == ["error"]
+
+
+def test_a_batch_of_missing_files_starts_no_cluster_and_counts_them_to_run(batch_slides, tmp_path):
+    started = []
+    frame = run_batch([batch_slides["missing"]], tmp_path / "out", events=BatchEvents(started=lambda *a: started.append(a)))
+    assert started == [(1, None, 1)]  # one slide to run (not "done already"), no cluster, so no dashboard
+    assert frame.status.tolist() == ["error"] and "no such slide file" in frame.error[0]
