@@ -91,7 +91,8 @@ def _open_auto(path: str) -> SlideBackend:
 
 
 def open_slide(
-    path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any = None, require_mpp: bool = True
+    path: str | os.PathLike[str], *, backend: str = "auto", mpp: Any = None, require_mpp: bool = True,
+    exact_resample: bool = False,
 ) -> Slide:
     """Open a whole-slide image.
 
@@ -113,6 +114,13 @@ def open_slide(
         :class:`MissingMppError`. When False it opens with ``slide.mpp`` and every ``Level.mpp``
         ``None``: reads by ``level=`` work, anything that needs a resolution raises
         :class:`MissingMppError` (what ``slidescope info`` uses to describe such a file).
+    exact_resample : bool
+        When False (the default), a read at least twice coarser than the stored level it reads
+        decodes that level's JPEG tiles 2, 4 or 8 times smaller (libjpeg-turbo's scaled IDCT)
+        and shrinks the rest of the way with ``cv2.INTER_AREA``: 1.5-2x faster, and within about
+        0.3 grey levels of a full decode on average. When True every tile is decoded in full
+        and shrunk with ``cv2.INTER_AREA``, the reference pixels. Other codecs, and the
+        ``openslide`` backend, always decode in full.
 
     Returns
     -------
@@ -133,12 +141,14 @@ def open_slide(
     text = parse_path(path, "path")
     override = parse_mpp(mpp, "mpp=") if mpp is not None else None
     chosen = parse_choice(backend, "backend", ("auto", *BACKENDS))
-    if not isinstance(require_mpp, (bool, np.bool_)):
-        raise ParameterError(f"require_mpp: expected True or False, got {require_mpp!r}")
+    for name, flag in (("require_mpp", require_mpp), ("exact_resample", exact_resample)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ParameterError(f"{name}: expected True or False, got {flag!r}")
     check_slide_path(text)
     opened = _open_auto(text) if chosen == "auto" else BACKENDS[chosen](text)
     try:
-        return Slide(SlideSpec(type(opened), opened.reopen_args(), override, bool(require_mpp)), opened)
+        spec = SlideSpec(type(opened), opened.reopen_args(), override, bool(require_mpp), bool(exact_resample))
+        return Slide(spec, opened)
     except BaseException:
         opened.close()
         raise

@@ -15,6 +15,12 @@ output size with the shrink factors from the level to the output. This module
 Blocks are whole output pixels, so a region read in blocks differs from one read in one piece
 only by the rounding of block edges to source pixels (at most one source row or column of
 weight per block edge).
+
+A read that shrinks by 2 or more from a level whose tiles the backend can decode smaller (JPEG)
+is served from tiles decoded 2, 4 or 8 times smaller (:mod:`slidescope.wsi.reduced`), unless the
+caller asked for ``exact`` (full decode, then ``cv2.INTER_AREA``). A box that reaches past the
+reduced grid (the slide's edge) is then read in blocks, whether alone or in a batch: its blocks
+along the edge in full, white outside the slide as always, the rest reduced.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .backends.base import Box, SlideBackend
 from .errors import RegionError, ResolutionError
 from .geometry import clip_box
 from .levels import Level
+from .reduced import best_reduced_crop, choose_reduction, finish_reduced
 
 __all__ = ["READ_BUDGET_PIXELS", "MAX_SHRINK", "MAX_OUTPUT_PIXELS", "fill_boxes", "read_resampled"]
 
@@ -61,6 +68,62 @@ def fill_boxes(backend: SlideBackend, level: Level, boxes: Sequence[Box], outs: 
     backend.read_boxes(level.index, inside_boxes, views)
 
 
+class _Scratch:
+    """One growing buffer that successive steps of a read carve their arrays from (no per-step allocation)."""
+
+    def __init__(self) -> None:
+        self._buffer = np.empty(0, np.uint8)
+
+    def arrays(self, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """``(height, width, 3)`` uint8 arrays of ``(width, height)`` sizes, valid until the next call."""
+        total = sum(3 * w * h for w, h in sizes)
+        if total > self._buffer.size:
+            self._buffer = np.empty(0, np.uint8)  # drop the old one before allocating the new
+            self._buffer = np.empty(total, np.uint8)
+        arrays, start = [], 0
+        for w, h in sizes:
+            arrays.append(self._buffer[start : start + 3 * w * h].reshape(h, w, 3))
+            start += 3 * w * h
+        return arrays
+
+
+def _shrink_boxes(backend: SlideBackend, level: Level, boxes: Sequence[Box], targets: Sequence[np.ndarray],
+                  path: str, reduction: int, scratch: _Scratch) -> None:
+    """Fill ``targets[i]`` with level box ``boxes[i]`` area-averaged onto it (white outside the level).
+
+    With ``reduction > 1`` each box that :func:`.best_reduced_crop` allows (up to ``reduction``)
+    is read from tiles decoded that much smaller; the others, and all with 1, are read in full
+    and shrunk with ``cv2.INTER_AREA``.
+    """
+    rest: Sequence[int] = range(len(boxes))
+    if reduction > 1:
+        allowed = [k for k in backend.reductions(level.index) if k <= reduction]
+        crops = [best_reduced_crop(box, allowed, target.shape[1::-1], level.dimensions)
+                 for box, target in zip(boxes, targets)]
+        for k in sorted({crop.reduction for crop in crops if crop is not None}, reverse=True):
+            chosen = [i for i, crop in enumerate(crops) if crop is not None and crop.reduction == k]
+            pixels = scratch.arrays([crops[i].box[2:] for i in chosen])
+            # a crop that is already the output (nothing left to shrink) goes straight into it
+            pixels = [targets[i] if crops[i].box[2:] == targets[i].shape[1::-1] else p for i, p in zip(chosen, pixels)]
+            backend.read_reduced_boxes(level.index, k, [crops[i].box for i in chosen], pixels)
+            for i, crop_pixels in zip(chosen, pixels):
+                if crop_pixels is not targets[i]:
+                    finish_reduced(crop_pixels, targets[i])
+        rest = [i for i, crop in enumerate(crops) if crop is None]
+    if not rest:
+        return
+    raws = scratch.arrays([boxes[i][2:] for i in rest])
+    fill_boxes(backend, level, [boxes[i] for i in rest], raws, path)
+    for i, raw in zip(rest, raws):
+        target = targets[i]
+        if raw.shape[:2] == target.shape[:2]:
+            target[...] = raw
+        elif target.flags.c_contiguous:
+            cv2.resize(raw, target.shape[1::-1], dst=target, interpolation=cv2.INTER_AREA)
+        else:
+            target[...] = cv2.resize(raw, target.shape[1::-1], interpolation=cv2.INTER_AREA)
+
+
 def _touching(origin: int, out_extent: int, scale: float, level_extent: int) -> tuple[int, int]:
     """Output pixels ``[first, stop)`` along one axis whose footprint overlaps the level."""
     first = max(0, math.floor(-origin / scale))
@@ -78,8 +141,25 @@ def _edges(first: int, stop: int, step: int) -> list[int]:
     return list(range(first, stop, step)) + [stop]
 
 
+def _reduced_edges(origin: int, edges: list[int], scale: float, level_extent: int, reduction: int) -> list[int]:
+    """Block edges (output pixels along one axis), split where reading from the reduced grid becomes
+    possible and where it stops being.
+
+    The first output pixel's footprint may start before the level (white there), and the last
+    ones may reach into the level's partial last block, or past the level: those become thin
+    blocks of their own, read in full, so that the blocks between them can be read reduced.
+    """
+    first, stop = edges[0], edges[-1]
+    start = first if origin + round(first * scale) >= 0 else first + 1
+    whole_end = (level_extent // reduction) * reduction  # level pixels in whole blocks
+    safe_stop = min(stop, max(start, math.floor((whole_end - origin) / scale)))
+    while safe_stop > start and origin + round(safe_stop * scale) > whole_end:
+        safe_stop -= 1
+    return sorted({*edges, *(edge for edge in (start, safe_stop) if first < edge < stop)})
+
+
 def _read_region_in_blocks(backend: SlideBackend, level: Level, origin: tuple[int, int], scale: tuple[float, float],
-                           out: np.ndarray, path: str) -> None:
+                           out: np.ndarray, path: str, reduction: int, scratch: _Scratch) -> None:
     """Fill one ``(H, W, 3)`` output, reading and shrinking it block by block (one block when it fits)."""
     out_h, out_w = out.shape[:2]
     (lvl_x, lvl_y), (scale_x, scale_y) = origin, scale
@@ -92,25 +172,24 @@ def _read_region_in_blocks(backend: SlideBackend, level: Level, origin: tuple[in
     block_cols = max(1, min(col1 - col0, math.isqrt(READ_BUDGET_PIXELS) // max(1, math.ceil(scale_x))))
     block_rows = max(1, min(row1 - row0, READ_BUDGET_PIXELS // max(1, math.ceil(block_cols * scale_x * scale_y))))
     col_edges, row_edges = _edges(col0, col1, block_cols), _edges(row0, row1, block_rows)
+    if reduction > 1:
+        col_edges = _reduced_edges(lvl_x, col_edges, scale_x, level.width, reduction)
+        row_edges = _reduced_edges(lvl_y, row_edges, scale_y, level.height, reduction)
     spans_x = [_source_span(lvl_x, c0, c1, scale_x) for c0, c1 in zip(col_edges, col_edges[1:])]
     spans_y = [_source_span(lvl_y, r0, r1, scale_y) for r0, r1 in zip(row_edges, row_edges[1:])]
-    # One buffer for every block (allocating per block would hold two blocks at once).
-    scratch = np.empty(max(x1 - x0 for x0, x1 in spans_x) * max(y1 - y0 for y0, y1 in spans_y) * 3, np.uint8)
     for (r0, r1), (y0, y1) in zip(zip(row_edges, row_edges[1:]), spans_y):
         for (c0, c1), (x0, x1) in zip(zip(col_edges, col_edges[1:]), spans_x):
-            raw = scratch[: (y1 - y0) * (x1 - x0) * 3].reshape(y1 - y0, x1 - x0, 3)
-            fill_boxes(backend, level, [(x0, y0, x1 - x0, y1 - y0)], [raw], path)
             target = out[r0:r1, c0:c1]
-            if raw.shape[:2] == target.shape[:2]:
-                target[...] = raw
-            elif target.flags.c_contiguous:
-                cv2.resize(raw, (c1 - c0, r1 - r0), dst=target, interpolation=cv2.INTER_AREA)
-            else:
-                target[...] = cv2.resize(raw, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
+            if x0 >= level.width or y0 >= level.height or x1 <= 0 or y1 <= 0:  # a thin edge block rounded off the level
+                target.fill(255)
+                continue
+            # a block's own shrink differs from the region's by rounding: check it still allows the reduction
+            block_reduction = choose_reduction((1, reduction), (x1 - x0) / (c1 - c0), (y1 - y0) / (r1 - r0))
+            _shrink_boxes(backend, level, [(x0, y0, x1 - x0, y1 - y0)], [target], path, block_reduction, scratch)
 
 
 def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_size: tuple[int, int],
-                   scale: tuple[float, float], path: str) -> np.ndarray:
+                   scale: tuple[float, float], path: str, *, exact: bool = False) -> np.ndarray:
     """Read ``len(lvl_xy)`` regions of ``out_size`` output pixels from ``level``, shrunk by ``scale``.
 
     Parameters
@@ -127,6 +206,9 @@ def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_
         Level pixels per output pixel along x and y (1.0 for a read at the level's own resolution).
     path : str
         The slide's path, for messages.
+    exact : bool
+        Decode every stored tile in full before shrinking, even where the backend could decode
+        it smaller (see the module's docstring).
 
     Returns
     -------
@@ -157,15 +239,24 @@ def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_
     if (lvl_w, lvl_h) == (out_w, out_h):  # no shrink: the backend writes straight into the output
         fill_boxes(backend, level, [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy], list(out), path)
         return out
+    reduction = 1 if exact else choose_reduction(backend.reductions(level.index), lvl_w / out_w, lvl_h / out_h)
+    scratch = _Scratch()
     group = READ_BUDGET_PIXELS // (lvl_w * lvl_h)
     if group == 0:  # each region alone is over budget: block by block
         for (x, y), target in zip(lvl_xy, out):
-            _read_region_in_blocks(backend, level, (int(x), int(y)), scale, target, path)
+            _read_region_in_blocks(backend, level, (int(x), int(y)), scale, target, path, reduction, scratch)
         return out
-    raw = np.empty((min(group, len(lvl_xy)), lvl_h, lvl_w, 3), dtype=np.uint8)
     for start in range(0, len(lvl_xy), group):
-        chunk = lvl_xy[start : start + group]
-        fill_boxes(backend, level, [(int(x), int(y), lvl_w, lvl_h) for x, y in chunk], list(raw[: len(chunk)]), path)
-        for raw_tile, out_tile in zip(raw, out[start : start + len(chunk)]):
-            cv2.resize(raw_tile, (out_w, out_h), dst=out_tile, interpolation=cv2.INTER_AREA)
+        boxes = [(int(x), int(y), lvl_w, lvl_h) for x, y in lvl_xy[start : start + group]]
+        targets = list(out[start : start + len(boxes)])
+        if reduction > 1:
+            # A box reaching outside the level is read in blocks: in full along the slide's edge
+            # (white outside, as always), reduced inside.
+            inside = [x >= 0 and y >= 0 and x + w <= level.width and y + h <= level.height for x, y, w, h in boxes]
+            for box, target, is_inside in zip(boxes, targets, inside):
+                if not is_inside:
+                    _read_region_in_blocks(backend, level, box[:2], scale, target, path, reduction, scratch)
+            boxes = [box for box, is_inside in zip(boxes, inside) if is_inside]
+            targets = [target for target, is_inside in zip(targets, inside) if is_inside]
+        _shrink_boxes(backend, level, boxes, targets, path, reduction, scratch)
     return out

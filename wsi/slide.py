@@ -40,6 +40,8 @@ class SlideSpec:
     args: tuple[Any, ...]
     mpp: tuple[float, float] | None = None
     require_mpp: bool = True
+    #: Decode stored tiles in full for every shrinking read (no reduced-resolution decoding).
+    exact_resample: bool = False
 
     def open(self) -> SlideBackend:
         return self.backend(*self.args)
@@ -220,7 +222,7 @@ class Slide:
         return (Slide, (self._spec,))
 
     def __dask_tokenize__(self) -> tuple[str, Any]:
-        return ("slidescope.Slide", self._backend().token(), self._spec.mpp)
+        return ("slidescope.Slide", self._backend().token(), self._spec.mpp, self._spec.exact_resample)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self._spec.backend.name
@@ -236,6 +238,11 @@ class Slide:
     @property
     def backend_name(self) -> str:
         return self._spec.backend.name
+
+    @property
+    def exact_resample(self) -> bool:
+        """Whether shrinking reads decode every stored tile in full (see :func:`open_slide`)."""
+        return self._spec.exact_resample
 
     @property
     def levels(self) -> tuple[Level, ...]:
@@ -320,7 +327,10 @@ class Slide:
             Stored level to read. Level 0 when neither ``level`` nor ``mpp`` is given.
         mpp : float or (float, float), optional
             Output resolution in µm per pixel. The nearest finer stored level is read and
-            shrunk with ``cv2.INTER_AREA``; a resolution finer than level 0 is an error.
+            shrunk with ``cv2.INTER_AREA``; a resolution finer than level 0 is an error. When
+            the shrink is 2x or more and the level's tiles are JPEG, they are decoded 2, 4 or 8
+            times smaller first (mean difference to a full decode about 0.3 grey levels);
+            a slide opened with ``exact_resample=True`` decodes them in full.
 
         Returns
         -------
@@ -354,7 +364,8 @@ class Slide:
         chosen, scale_x, scale_y = self._resolve(level, mpp)
         lvl_xy = level_origin(l0_xy, chosen.downsample)
         with self._reading() as backend:
-            return read_resampled(backend, chosen, lvl_xy, out_size, (scale_x, scale_y), self.path)
+            return read_resampled(backend, chosen, lvl_xy, out_size, (scale_x, scale_y), self.path,
+                                  exact=self._spec.exact_resample)
 
     def _read_whole_level(self, size: tuple[int, int]) -> np.ndarray:
         """The whole slide shrunk onto ``size`` pixels from the coarsest level at least that fine."""
@@ -363,7 +374,8 @@ class Slide:
         chosen = coarsest_level_within(self.levels, min(width / out_w, height / out_h))
         scale = (chosen.width / out_w, chosen.height / out_h)
         with self._reading() as backend:
-            return read_resampled(backend, chosen, np.zeros((1, 2), np.int64), size, scale, self.path)[0]
+            return read_resampled(backend, chosen, np.zeros((1, 2), np.int64), size, scale, self.path,
+                                  exact=self._spec.exact_resample)[0]
 
     def read_level_box(self, level: int, box: Box) -> np.ndarray:
         """Read a box given in one level's own pixels (white outside the level)."""

@@ -70,6 +70,34 @@ class SlideBackend(ABC):
             per call.
         """
 
+    def reductions(self, level: int) -> tuple[int, ...]:
+        """Factors ``k`` by which :meth:`read_reduced_boxes` decodes level ``level`` directly.
+
+        Always starts with 1. A backend whose stored tiles can be decoded smaller than stored,
+        for less work than a full decode (JPEG's scaled IDCT), adds those factors; the shared
+        read path uses them for reads at least ``k`` times coarser than the level.
+        """
+        return (1,)
+
+    def read_reduced_boxes(self, level: int, reduction: int, boxes: Sequence[Box], outs: Sequence[np.ndarray]) -> None:
+        """Read boxes of the level's grid of ``reduction`` x ``reduction`` pixel blocks.
+
+        Pixel ``(i, j)`` of that grid stands for the mean of level pixels
+        ``[k j, k j + k) x [k i, k i + k)`` (``k = reduction``; a decoder's approximation of it).
+        Boxes lie wholly inside the grid's whole blocks: ``level_width // k`` by
+        ``level_height // k``. Otherwise as :meth:`read_boxes`.
+
+        Raises
+        ------
+        ValueError
+            ``reduction`` is not in :meth:`reductions` for this level.
+        """
+        if reduction == 1:
+            self.read_boxes(level, boxes, outs)
+            return
+        raise ValueError(f"{self.path}: the {self.name} backend decodes level {level} only at full "
+                         f"resolution, not at 1/{reduction}")
+
     @abstractmethod
     def associated_image(self, name: str) -> np.ndarray:
         """Return the associated image ``name`` as an ``(H, W, 3)`` uint8 RGB array.
