@@ -23,9 +23,17 @@ from _tiling_report import spread
 from slidescope.tiling.plan import TilePlan, plan_tiles
 from slidescope.tiling.scales import Scale
 from slidescope.tiling.tissue import tissue_mask
-from slidescope.wsi import open_slide
+from slidescope.wsi import open_slide as _open_slide
 
-__all__ = ["mask_times", "scaling", "end_to_end", "memory_case", "peer_comparison"]
+__all__ = ["mask_times", "scaling", "end_to_end", "memory_case", "peer_comparison", "OPEN_OPTIONS"]
+
+#: Options every case opens its slides with (``--exact-resample`` adds ``exact_resample=True``, the
+#: reader before reduced-resolution decoding); slides travel to the workers with them.
+OPEN_OPTIONS: dict[str, Any] = {}
+
+
+def open_slide(path: Path) -> Any:
+    return _open_slide(path, **OPEN_OPTIONS)
 
 HERE = Path(__file__).resolve().parent
 

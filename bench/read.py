@@ -25,6 +25,20 @@ baseline: ``OpenSlide.read_region`` of 448 x 448 at level 0 + ``np.asarray`` + `
 224 (INTER_AREA). Each box lies in its own 3 x 3 block of stored tiles, so no two boxes share a
 stored tile (no reader gains from overlap). Target: slidescope / baseline >= 2.
 
+Reduced-resolution decoding (issue 11), on the same generated slide, boxes on the read's tile grid as a
+tile plan lays them (random distinct grid cells, so no two boxes share a stored tile):
+
+  (R1) 224 x 224 px at 0.5 mpp from the 0.25 mpp level 0 (a 448 px level box, JPEG tiles decoded at 1/2);
+  (R2) 256 x 256 px at 2 mpp from the 1 mpp level 1 (a 512 px level box, decoded at 1/2).
+
+  (e) today's reader: ``open_slide(path, exact_resample=True).read_tiles`` (full decode + INTER_AREA);
+  (f) ``open_slide(path).read_tiles`` (the default: reduced-resolution decoding);
+  (b) ``OpenSlide.read_region`` of the level box + ``np.asarray`` + ``cv2.resize`` (INTER_AREA).
+
+Targets: (f)/(e) >= 1.8 and (f)/(b) >= 7.5 for both. The largest per-channel difference (f) vs (e)
+is printed. For information, (f)/(e) on random non-aligned 0.5 mpp boxes (which reduced decoding
+leaves to the full decode, see ``slidescope.wsi.reduced``) shows what such boxes cost now.
+
 Timing: one warm-up pass per reader (opens files, fills the page cache), then ``--repeat`` rounds;
 each round times every reader once, interleaved, so background load hits all readers alike. A
 reader's figure is its best round; ratios are taken between figures of the same run. Everything is
@@ -56,6 +70,7 @@ import cv2
 import imagecodecs
 import numpy as np
 import openslide
+import simplejpeg
 import tifffile
 
 from slidescope.wsi import open_slide
@@ -67,6 +82,7 @@ REPO = Path(__file__).resolve().parent.parent
 BATCH = 128
 UNALIGNED_OUT, UNALIGNED_L0 = (224, 224), 448  # 224 px at 0.5 mpp read from 448 px at 0.25 mpp
 TARGET_VS_OPENSLIDE, TARGET_VS_RAW, TARGET_UNALIGNED = 5.0, 0.6, 2.0
+TARGET_REDUCED_VS_TODAY, TARGET_REDUCED_VS_OPENSLIDE = 1.8, 7.5
 _RGB = 2  # TIFF Photometric RGB: Aperio JPEG tiles hold RGB samples with no colour transform
 
 Reader = Callable[[np.ndarray], None]  # reads every (x, y) level-0 location of an (N, 2) array
@@ -138,6 +154,16 @@ def unaligned_locations(path: Path, count: int, rng: np.random.Generator) -> np.
     return np.stack([picks % cols * block, picks // cols * block], axis=1) + offsets
 
 
+def grid_locations(path: Path, level: int, box: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Level-0 corners of ``count`` random distinct cells of a grid of ``box`` px at ``level``, from the origin."""
+    with open_slide(path) as slide:
+        lvl = slide.levels[level]
+        downsample = round(lvl.downsample)
+    cols, rows = lvl.width // box, lvl.height // box
+    picks = rng.permutation(cols * rows)[:count]
+    return np.stack([picks % cols, picks // cols], axis=1).astype(np.int64) * box * downsample
+
+
 # ----------------------------------------------------------------------------- readers
 
 
@@ -191,10 +217,22 @@ def openslide_resize_reader(path: Path, stack: contextlib.ExitStack) -> Reader:
     return read
 
 
+def openslide_level_resize_reader(path: Path, level: int, box: int, out: int, stack: contextlib.ExitStack) -> Reader:
+    """Reduced-case baseline: read_region of the level box + np.asarray + cv2.resize (INTER_AREA)."""
+    handle = uncached_openslide(path, stack)
+
+    def read(locations: np.ndarray) -> None:
+        for x, y in locations.tolist():
+            rgba = np.asarray(handle.read_region((x, y), level, (box, box)))
+            cv2.resize(rgba, (out, out), interpolation=cv2.INTER_AREA)[..., :3]
+
+    return read
+
+
 def slidescope_reader(path: Path, backend: str, size: tuple[int, int], stack: contextlib.ExitStack,
-                      **where: Any) -> Reader:
-    """(c)/(d) Slide.read_tiles in batches of 128."""
-    slide = stack.enter_context(open_slide(path, backend=backend))
+                      exact_resample: bool = False, **where: Any) -> Reader:
+    """(c)/(d)/(e)/(f) Slide.read_tiles in batches of 128."""
+    slide = stack.enter_context(open_slide(path, backend=backend, exact_resample=exact_resample))
     expected = "tiff" if backend == "auto" else backend
     if slide.backend_name != expected:
         raise SystemExit(f"{path}: backend='{backend}': expected the {expected} backend, got {slide.backend_name}")
@@ -289,6 +327,34 @@ def unaligned_case(name: str, path: Path, locations: np.ndarray, rounds: int) ->
     return summarise(name, times, len(locations), UNALIGNED_LABELS, [("c", "b", TARGET_UNALIGNED)])
 
 
+REDUCED_LABELS = {"b": "(b) openslide level box + np.asarray + cv2.resize  [baseline]",
+                  "e": "(e) Slide.read_tiles, exact_resample=True (today's)",
+                  "f": "(f) Slide.read_tiles, reduced-resolution decoding"}
+REDUCED_TARGETS = [("f", "e", TARGET_REDUCED_VS_TODAY), ("f", "b", TARGET_REDUCED_VS_OPENSLIDE), ("e", "b", 0.0)]
+
+
+def reduced_case(name: str, path: Path, locations: np.ndarray, level: int, box: int, out: int, mpp: float,
+                 rounds: int, baseline: bool = True) -> dict[str, Any]:
+    """(R1)/(R2): reduced-resolution decoding against today's reader and OpenSlide on the same boxes."""
+    size = (out, out)
+    with contextlib.ExitStack() as stack:
+        readers = {"e": slidescope_reader(path, "auto", size, stack, exact_resample=True, mpp=mpp),
+                   "f": slidescope_reader(path, "auto", size, stack, mpp=mpp)}
+        if baseline:
+            readers = {"b": openslide_level_resize_reader(path, level, box, out, stack), **readers}
+        times = time_readers(readers, locations, rounds)
+    targets = REDUCED_TARGETS if baseline else [("f", "e", 0.0)]
+    result = summarise(name, times, len(locations), REDUCED_LABELS, targets)
+    with open_slide(path) as fast, open_slide(path, exact_resample=True) as exact:
+        sample = locations[:64]
+        diff = np.abs(fast.read_tiles(sample, size, mpp=mpp).astype(np.int16) - exact.read_tiles(sample, size, mpp=mpp))
+    result["max_abs_diff_vs_exact"] = int(diff.max())
+    result["mean_abs_diff_vs_exact"] = [round(float(v), 3) for v in diff.reshape(-1, 3).mean(axis=0)]
+    print(f"  pixels: (f) vs (e) on 64 boxes: mean |diff| per channel {result['mean_abs_diff_vs_exact']}, "
+          f"max {result['max_abs_diff_vs_exact']}")
+    return result
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -300,6 +366,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
         "openslide": openslide.__library_version__, "openslide_python": openslide.__version__,
         "imagecodecs": imagecodecs.__version__, "libjpeg_turbo": codecs.get("libjpeg_turbo"),
+        "simplejpeg": simplejpeg.__version__,
         "tifffile": tifffile.__version__,
     }
 
@@ -334,6 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     locations = unaligned_locations(synthetic, max(1, n_tiles * 2 // 3), rng)
     cases.append(unaligned_case(f"unaligned 224 px at 0.5 mpp from 0.25 mpp, {synthetic.name}", synthetic,
                                 locations, rounds))
+
+    count = max(1, n_tiles // 3)
+    cases.append(reduced_case(f"(R1) 224 px at 0.5 mpp from the 0.25 mpp level, grid boxes, {synthetic.name}",
+                              synthetic, grid_locations(synthetic, 0, 448, count, rng), 0, 448, 224, 0.5, rounds))
+    cases.append(reduced_case(f"(R2) 256 px at 2 mpp from the 1 mpp level, grid boxes, {synthetic.name}",
+                              synthetic, grid_locations(synthetic, 1, 512, count, rng), 1, 512, 256, 2.0, rounds))
+    cases.append(reduced_case(f"random non-aligned 224 px at 0.5 mpp (left to the full decode), {synthetic.name}",
+                              synthetic, unaligned_locations(synthetic, count, rng), 0, 448, 224, 0.5, rounds,
+                              baseline=False))
 
     verdicts = [r["verdict"] for case in cases for r in case["ratios"] if r["target"]]
     print(f"\ntargets: {verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL")

@@ -101,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--setup-peer", action="store_true", help=f"create {PEER_VENV} with histolab first")
     parser.add_argument("--peer-limit", type=int, default=0, help="peer extracts at most this many tiles")
     parser.add_argument("--skip", default="", help="comma-separated targets to skip, e.g. 3,5")
+    parser.add_argument("--exact-resample", action="store_true",
+                        help="open slides with exact_resample=True (full decode: the reader before issue 11); "
+                             "target 3 runs in fresh processes with the default")
     args = parser.parse_args(argv)
     if min(args.repeat, args.e2e_repeat, args.batch_size) < 1:
         parser.error("--repeat, --e2e-repeat and --batch-size must be positive")
@@ -115,8 +118,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
                    "small": SlideCase("small", *small, 0.4), "large": SlideCase("large", *large, 0.4)}
     scale = Scale(0.5, 256)
     batch = args.batch_size
+    cases.OPEN_OPTIONS["exact_resample"] = args.exact_resample
     payload: dict[str, Any] = {
-        "meta": {"quick": args.quick, "repeat": args.repeat, "e2e_repeat": args.e2e_repeat, "batch_size": batch,
+        "meta": {"quick": args.quick, "exact_resample": args.exact_resample, "repeat": args.repeat, "e2e_repeat": args.e2e_repeat, "batch_size": batch,
                  "scale": scale.to_dict(), "cpu_count": os.cpu_count(), "loadavg_start": list(os.getloadavg()),
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions()},
         "slides": {}, "raw": {}, "targets": [],

@@ -65,6 +65,9 @@ class Settings:
         Tiles per task and model call.
     backend : str
         Slide backend (``auto``, ``openslide``, ``tiff``).
+    exact_resample : bool
+        Decode every stored tile in full before shrinking (``open_slide(exact_resample=True)``),
+        instead of decoding JPEG tiles at reduced resolution where a read allows it.
     """
 
     min_tissue: float = 0.25
@@ -73,6 +76,7 @@ class Settings:
     cascade: bool = True
     batch_size: int = 32
     backend: str = "auto"
+    exact_resample: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "min_tissue", parse_fraction(self.min_tissue, "min_tissue"))
@@ -80,13 +84,14 @@ class Settings:
         object.__setattr__(self, "method", parse_choice(self.method, "method", ("auto", "otsu", "ihc", "fluorescence")))
         object.__setattr__(self, "batch_size", parse_positive_int(self.batch_size, "batch_size", maximum=4096))
         object.__setattr__(self, "backend", parse_choice(self.backend, "backend", ("auto", "openslide", "tiff")))
-        if not isinstance(self.cascade, bool):
-            raise TypeError(f"cascade: expected True or False, got {self.cascade!r}")
+        for name in ("cascade", "exact_resample"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (the batch size does not), for the configuration hash."""
         return {"min_tissue": self.min_tissue, "mask_mpp": self.mask_mpp, "method": self.method,
-                "cascade": self.cascade, "backend": self.backend}
+                "cascade": self.cascade, "backend": self.backend, "exact_resample": self.exact_resample}
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.identity(), "batch_size": self.batch_size}
@@ -139,7 +144,7 @@ def plan_slide(path: str, card: Any, settings: Settings, slide_mpp: float | None
 
     started = time.perf_counter()
     try:
-        slide = open_slide(path, mpp=slide_mpp, backend=settings.backend)
+        slide = open_slide(path, mpp=slide_mpp, backend=settings.backend, exact_resample=settings.exact_resample)
     except MissingMppError:
         raise UnsuitableSlideError(
             f"{path}: the slide has no microns-per-pixel (mpp) metadata; give it in the manifest's mpp column "

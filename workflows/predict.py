@@ -175,18 +175,18 @@ def _manifest(model: Any, slide: Slide, seconds: dict[str, float], options: dict
 
 
 @contextmanager
-def _opened(slide: Any, backend: str, slide_mpp: float | None) -> Iterator[Slide]:
+def _opened(slide: Any, backend: str, slide_mpp: float | None, exact_resample: bool) -> Iterator[Slide]:
     """``slide`` itself when it is an open :class:`Slide` (the caller closes it), else the file opened here."""
     if isinstance(slide, Slide):
         yield slide
         return
-    with open_slide(slide, backend=backend, mpp=slide_mpp) as opened:
+    with open_slide(slide, backend=backend, mpp=slide_mpp, exact_resample=exact_resample) as opened:
         yield opened
 
 
 def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, workers: int = 2,
                   min_tissue: float = 0.25, slide_mpp: float | None = None, backend: str = "auto",
-                  mask_mpp: float = 8.0, method: str = "auto",
+                  mask_mpp: float = 8.0, method: str = "auto", exact_resample: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   write: Callable[[list[Path]], Any] | None = None) -> PredictResult:
     """Run one model over one slide and write its outputs into the folder ``out``.
@@ -207,6 +207,8 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
         Tiles with less tissue are skipped.
     slide_mpp : float, optional
         Level-0 µm/px of a slide that lacks it.
+    exact_resample : bool
+        Open the slide with ``exact_resample=True`` (full JPEG decodes; ignored for an open slide).
     progress : callable, optional
         ``progress(done_tiles, total_tiles)`` after each batch.
     write : callable, optional
@@ -232,7 +234,7 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
     seconds: dict[str, float] = {}
     info = {"model": card.name, "model_card_sha256": card.digest(), "task": card.task,
             "framework": card.framework, "slide": slide.path if isinstance(slide, Slide) else os.fspath(slide)}
-    with _opened(slide, backend, slide_mpp) as opened:
+    with _opened(slide, backend, slide_mpp, exact_resample) as opened:
         start = time.perf_counter()
         mask = tissue_mask(opened, mpp=mask_mpp, method=method)
         plan = plan_tiles(opened, mask, [card.scale()], min_tissue=min_tissue)
@@ -248,7 +250,8 @@ def predict_slide(model: Any, slide: Any, out: Any, *, batch_size: int = 32, wor
         start = time.perf_counter()
         manifest = _manifest(model, opened, seconds, {
             "batch_size": batch_size, "workers": workers, "min_tissue": min_tissue, "mask_mpp": mask_mpp,
-            "method": method, "slide_mpp": slide_mpp, "backend": backend})
+            "method": method, "slide_mpp": slide_mpp, "backend": backend,
+            "exact_resample": opened.exact_resample})
         if card.task == "tissue":
             written = _tissue_outputs(model, opened, plan, tiles, results, folder, info, staged, overlay, manifest)
             nuclei = None

@@ -178,3 +178,25 @@ def test_slides_the_model_cannot_analyse_are_refused_saying_what_to_do(pipe, bat
         plan_slide(str(small), card, Settings(method="fluorescence"))
     with pytest.raises(UnsuitableSlideError, match=r"no microns-per-pixel .*manifest's mpp column.*slide_mpp"):
         plan_slide(str(batch_slides["no-mpp"]), card, Settings())
+
+
+def test_exact_resample_is_a_setting_that_reaches_the_slides_and_the_configuration(pipe, slide):
+    from slidescope.workflows.pipeline import plan_slide
+
+    card = pipe.model.card
+    assert Settings().identity()["exact_resample"] is False  # part of the configuration hash
+    assert Settings(exact_resample=True).identity()["exact_resample"] is True
+    with pytest.raises(TypeError, match="exact_resample: expected True or False, got 'yes'"):
+        Settings(exact_resample="yes")
+    assert plan_slide(str(slide), card, Settings()).handle.exact_resample is False
+    assert plan_slide(str(slide), card, Settings(exact_resample=True)).handle.exact_resample is True
+
+
+@pytest.mark.parametrize("command", [["run", "a.svs", "--out", "out"], ["predict", "tissue", "a.svs", "--out", "out"],
+                                     ["tissue", "a.svs", "--out", "mask.png"]])
+def test_commands_that_read_pixels_take_exact_resample(command):
+    from slidescope.workflows.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(command).exact_resample is False
+    assert parser.parse_args([*command, "--exact-resample"]).exact_resample is True

@@ -34,6 +34,8 @@ def test_worker_malloc_sets_the_variables_then_restores_this_process_environment
 
 
 def test_the_workers_of_run_batchs_cluster_start_with_the_settings(batch_client):
+    # the session's cluster may still be restarting a worker that an earlier test killed
+    batch_client.wait_for_workers(2, timeout=120)
     for key, value in WORKER_MALLOC.items():
         seen = batch_client.run(os.getenv, key)
         assert len(seen) == 2 and set(seen.values()) == {value}, (key, seen)

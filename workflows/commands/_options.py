@@ -28,6 +28,7 @@ __all__ = [
     "FRACTION",
     "add_slide_argument",
     "add_slide_options",
+    "add_exact_resample_option",
     "add_method_option",
     "add_overwrite_option",
 ]
@@ -95,6 +96,14 @@ def add_slide_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="auto (default), openslide or tiff")
     parser.add_argument("--slide-mpp", type=MPP, default=None, metavar="MPP",
                         help="µm per pixel of level 0, for files without it (or to override it)")
+    add_exact_resample_option(parser)
+
+
+def add_exact_resample_option(parser: argparse.ArgumentParser) -> None:
+    """``--exact-resample``: full JPEG decodes for every shrinking read (``open_slide(exact_resample=True)``)."""
+    parser.add_argument("--exact-resample", action="store_true",
+                        help="decode stored tiles in full before shrinking (default: JPEG tiles are decoded "
+                             "2-8x smaller where a read shrinks them by a whole factor; see the README)")
 
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:

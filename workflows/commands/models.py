@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._options import FRACTION, MPP, POSITIVE_INT, add_method_option, add_overwrite_option, add_slide_argument
+from ._options import (
+    FRACTION,
+    MPP,
+    POSITIVE_INT,
+    add_exact_resample_option,
+    add_method_option,
+    add_overwrite_option,
+    add_slide_argument,
+)
 
 __all__ = ["register"]
 
@@ -85,6 +93,7 @@ def _predict(args: argparse.Namespace) -> int:
     with terminal_bar(f"{model.task} model", enabled=sys.stderr.isatty()) as progress:
         result = predict_slide(model, args.slide, folder, batch_size=args.batch_size, workers=args.workers,
                                min_tissue=args.min_tissue, slide_mpp=args.slide_mpp, backend=args.backend,
+                               exact_resample=args.exact_resample,
                                mask_mpp=args.mask_mpp, method=args.method, progress=progress, write=write)
     _remove_stale(folder, stale)
     rate = result.tiles / result.seconds["inference"] if result.seconds.get("inference") else 0.0
@@ -118,6 +127,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--min-tissue", type=FRACTION, default=0.25, help="minimum tissue fraction of a tile (default 0.25)")
     predict.add_argument("--mask-mpp", type=MPP, default=8.0, help="µm per pixel of the tissue mask (default 8)")
     predict.add_argument("--backend", default="auto", help="slide backend: auto (default), openslide or tiff")
+    add_exact_resample_option(predict)
     add_method_option(predict)
     add_overwrite_option(predict, "outputs of another slide or model, or files of other kinds at the output names "
                                   "(never the slide, never a folder that is not a slidescope CAM store)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import FRACTION, MPP, POSITIVE_INT, add_method_option
+from ._options import FRACTION, MPP, POSITIVE_INT, add_exact_resample_option, add_method_option
 
 __all__ = ["register", "EXIT_SLIDES_FAILED"]
 
@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..run_display import BatchDisplay
 
     settings = Settings(min_tissue=args.min_tissue, mask_mpp=args.mask_mpp, method=args.method,
-                        cascade=not args.cell_everywhere, batch_size=args.batch_size)
+                        cascade=not args.cell_everywhere, batch_size=args.batch_size,
+                        exact_resample=args.exact_resample)
     if args.dry_run:
         return _dry_run(args, settings)
     display = BatchDisplay(quiet=args.quiet)
@@ -75,6 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="run on an existing Dask cluster (tcp://host:8786) instead of a local one")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="where the model runs; cuda: model tasks take the worker resource GPU=1")
+    add_exact_resample_option(run)
     run.add_argument("--no-resume", action="store_true", help="run every slide again, even those done with this configuration")
     run.add_argument("--overwrite", action="store_true",
                      help="write into a folder holding other files, or a run of another configuration (its slides are redone)")

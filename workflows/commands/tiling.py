@@ -32,7 +32,7 @@ def _tissue(args: argparse.Namespace) -> int:
     from ..outputs import PNG_MASK, check_output
 
     target = check_output(args.out, PNG_MASK, inputs=[args.slide], overwrite=args.overwrite)
-    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp) as slide:
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp, exact_resample=args.exact_resample) as slide:
         mask = tissue_mask(slide, mpp=args.mpp, method=args.method)
     with target.writing():
         mask.to_png(target.path)
@@ -66,7 +66,7 @@ def _tile(args: argparse.Namespace) -> int:
         raise ParameterError("tile: expected --mpp MPP (with --tile) or at least one --scale "
                              "MPP:TILE[:OVERLAP[:CONTEXT]]")
     target = check_output(args.out, TILE_PLAN, inputs=[args.slide], overwrite=args.overwrite)
-    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp) as slide:
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp, exact_resample=args.exact_resample) as slide:
         mask = None if args.no_mask else tissue_mask(slide, mpp=args.mask_mpp, method=args.method)
         plan = plan_tiles(slide, mask, scales, min_tissue=args.min_tissue)
     with target.writing():

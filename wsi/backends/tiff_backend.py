@@ -342,8 +342,12 @@ class TiffBackend(SlideBackend):
         )
 
     def _decode_tile(self, level: _TiledLevel, level_index: int, index: int, out: np.ndarray | None,
-                     reduction: int = 1) -> np.ndarray:
-        """Decode stored tile ``index`` of a level to ``(tile_h, tile_w, 3)`` / ``reduction``, into ``out`` when given."""
+                     reduction: int = 1, used: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Decode stored tile ``index`` of a level to ``(tile_h, tile_w, 3)`` / ``reduction``, into ``out`` when given.
+
+        ``used`` (x0, y0, x1, y1) is the part of the tile the caller will use, where only that part
+        needs to be right (the softening of a scaled decode is limited to it).
+        """
         count = int(level.byte_counts[index])
         shape = (level.tile_height // reduction, level.tile_width // reduction, 3)
         if count == 0:  # sparse TIFF: a tile never written is background
@@ -358,7 +362,7 @@ class TiffBackend(SlideBackend):
                 stream = spliced_stream(data, level.jpeg_tables, level.jpeg_colorspace == _PHOTOMETRIC_RGB)
                 tile = decode_scaled(stream, reduction, (level.tile_height, level.tile_width), out)
                 if level.softened is not None and reduction in _SOFTENED_REDUCTIONS:
-                    soften_like_upsampling(tile, level.softened, reduction)
+                    soften_like_upsampling(tile, level.softened, reduction, used)
                 return tile
             if level.is_jpeg and level.samples == 3:
                 return imagecodecs.jpeg8_decode(
@@ -415,8 +419,13 @@ class TiffBackend(SlideBackend):
         scratch = np.empty((th, tw, 3), dtype=np.uint8)
         for index in sorted(users):
             target = exact.get(index)
-            tile = self._decode_tile(lvl, level, index, scratch if target is None else outs[target], reduction)
             top, left = (index // across) * th, (index % across) * tw
+            used = None
+            if target is None and reduction > 1 and lvl.softened is not None:  # the part its boxes take
+                spans = [boxes[i] for i in users[index]]
+                used = (max(0, min(x for x, _, _, _ in spans) - left), max(0, min(y for _, y, _, _ in spans) - top),
+                        min(tw, max(x + w for x, _, w, _ in spans) - left), min(th, max(y + h for _, y, _, h in spans) - top))
+            tile = self._decode_tile(lvl, level, index, scratch if target is None else outs[target], reduction, used)
             for i in users[index]:
                 if i == target:
                     continue
