@@ -13,8 +13,8 @@ reduced grid cannot say how a block's pixels are spread inside it, and a footpri
 blocks, or is shifted by part of one, is misplaced by up to a level pixel. On the sharp detail of
 a 20x slide that costs far more than the decoder's approximation (CMU-1-Small-Region.svs, boxes
 of 128 px, against a full decode): 0.1 grey levels on average, at most 19, for whole blocks;
-2.3 on average, up to 96, at 1.0 µm/px (a shrink of 2.004 from its 0.499 µm/px); 11 on a box
-shifted by half a block. So such a box takes the largest ``k`` that gives it whole blocks, or
+2.3 on average, up to 96, reading 128 px at 1.0 µm/px (a level box of 257 px, a shrink of
+2.008 from its 0.499 µm/px); 11 on a box shifted by half a block. So such a box takes the largest ``k`` that gives it whole blocks, or
 is decoded in full as before (:func:`best_reduced_crop`). Tile plans start tiles on the read's
 pixel grid, and a slide whose mpp divides the read's mpp by a power of two gets whole blocks.
 
@@ -35,7 +35,7 @@ from .backends.base import Box
 
 __all__ = ["choose_reduction", "ReducedCrop", "reduced_crop", "best_reduced_crop", "finish_reduced"]
 
-#: How far from a whole number a shrink may be and still count as one (float error, 1.9999999).
+#: How far from a whole number a shrink may be and still count as one (float error only: 7.999999999999998).
 _WHOLE = 1e-9
 
 
@@ -47,9 +47,11 @@ def choose_reduction(available: Sequence[int], scale_x: float, scale_y: float) -
     available : sequence of int
         What the backend decodes directly for the level (:meth:`SlideBackend.reductions`).
     scale_x, scale_y : float
-        Level pixels per output pixel of the read. A shrink that is not a whole number
-        (2.004, from a 0.499 µm/px level to 1 µm/px) cuts blocks in every output pixel's
-        footprint: it gets 1, a full decode (see the module's docstring).
+        Level pixels per output pixel of the read: the level box's size over the output's, as
+        the full read shrinks it. One that is not a whole number (257 / 128, reading 128 px at
+        1 µm/px from a 0.499 µm/px level) cuts blocks in output pixels' footprints: it gets 1, a
+        full decode (see the module's docstring). (Up to 124 px, the same read's level box is
+        exactly twice the output, and the read is reduced.)
     """
     whole = [round(scale) for scale in (scale_x, scale_y)]
     if any(abs(scale - w) > _WHOLE for scale, w in zip((scale_x, scale_y), whole)):

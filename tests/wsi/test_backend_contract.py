@@ -1,10 +1,13 @@
 """The contract every slide backend fulfils, as one test class each backend subclasses.
 
 :class:`BackendContract` checks what the shared read path in ``Slide`` relies on: metadata of the
-right shape, ``read_boxes`` filling exactly its boxes (contiguous or not), white outside the slide,
-``read_tiles`` equal to a loop of ``read_region``, ``to_dask`` equal to ``read_region``, pickling and
-lazy reopening (in a Dask worker too), closed slides refusing use, and missing associated images.
-A new backend gets a ``Test<Name>Backend(BackendContract)`` subclass here with its ``CASES``.
+right shape, ``read_boxes`` filling exactly its boxes (contiguous or not), ``reductions`` and
+``read_reduced_boxes`` agreeing with an area average of ``read_boxes``, white outside the slide,
+``read_tiles`` equal to a loop of ``read_region`` (at a level's resolution and shrinking),
+``to_dask`` equal to ``read_region``, pickling and lazy reopening (in a Dask worker too), closed
+slides refusing use, and missing associated images. A new backend gets a
+``Test<Name>Backend(BackendContract)`` subclass here with its ``CASES``; the tiff backend's
+slide-level tests run twice, with ``exact_resample`` False (reduced JPEG decoding) and True.
 
 Pixel parity with OpenSlide is a separate class: ``test_openslide_parity.py``.
 """
@@ -35,6 +38,9 @@ GENERATED_FILES = ["synthetic_svs", "synthetic_generic_tiff", "lossless_tiff"]
 LOSSLESS_DIMENSIONS = [(640, 480), (320, 240), (160, 120)]
 #: A canvas value no backend writes by chance over a whole margin.
 SENTINEL = 7
+#: Per-channel mean and max absolute difference allowed between a reduced-resolution JPEG decode
+#: and a full decode + ``cv2.INTER_AREA`` (see ``wsi/reduced.py``).
+REDUCED_MEAN_TOLERANCE, REDUCED_MAX_TOLERANCE = 1.5, 24
 
 
 def textured(width: int, height: int, seed: int) -> np.ndarray:
@@ -65,6 +71,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Each subclass's ``CASES`` parametrise its ``case_name``."""
     if "case_name" in metafunc.fixturenames and metafunc.cls is not None:
         metafunc.parametrize("case_name", metafunc.cls.CASES, scope="class")
+
+
+def assert_within_reduced_tolerance(ours: np.ndarray, reference: np.ndarray, what: object) -> None:
+    diff = np.abs(ours.astype(np.int16) - reference.astype(np.int16)).reshape(-1, 3)
+    mean, peak = diff.mean(axis=0), diff.max(axis=0)
+    assert (mean <= REDUCED_MEAN_TOLERANCE).all() and (peak <= REDUCED_MAX_TOLERANCE).all(), (what, mean, peak)
 
 
 def level_boxes(width: int, height: int, tile: tuple[int, int] | None) -> list[tuple[int, int, int, int]]:
@@ -173,6 +185,47 @@ class BackendContract:
                 assert (margins == SENTINEL).all(), f"level {level} box {boxes[i]}: wrote outside its box"
                 assert (column_canvases[i][:, 1::2] == SENTINEL).all(), f"level {level}: wrote between columns"
 
+    def test_reductions_are_honoured(self, backend):
+        """``reductions(level)`` starts with 1; each ``k`` in it reads the level's grid of ``k`` x ``k``
+        blocks as an area average of the full pixels would (within a JPEG decoder's tolerance);
+        a factor not in it is refused."""
+        margin = 2
+        for level, (width, height) in enumerate(backend.info.level_dimensions):
+            reductions = backend.reductions(level)
+            assert reductions[0] == 1 and all(type(k) is int and k > 1 for k in reductions[1:])
+            assert list(reductions) == sorted(set(reductions))
+            box, out, full = (0, 0, min(width, 50), min(height, 40)), [], []
+            for canvas in (out, full):
+                canvas.append(np.full((box[3], box[2], 3), SENTINEL, np.uint8))
+            backend.read_reduced_boxes(level, 1, [box], out)
+            backend.read_boxes(level, [box], full)
+            np.testing.assert_array_equal(out[0], full[0], err_msg=f"level {level}: reduction 1")
+            with pytest.raises(ValueError, match="1/3"):
+                backend.read_reduced_boxes(level, 3, [(0, 0, 1, 1)], [np.empty((1, 1, 3), np.uint8)])
+            tile_w, tile_h = backend.info.tile_sizes[level] or (64, 64)
+            for k in reductions[1:]:
+                grid_w, grid_h = width // k, height // k  # whole blocks only
+                if not grid_w or not grid_h:
+                    continue
+                w, h = min(grid_w, 48), min(grid_h, 40)
+                across = (max(0, min(grid_w - w, tile_w // k - w // 2)), max(0, min(grid_h - h, tile_h // k - h // 2)))
+                # the first and the last whole blocks, and a box across stored tiles' borders
+                boxes = sorted({(0, 0, w, h), (grid_w - w, grid_h - h, w, h), (*across, w, h)})
+                canvases = [np.full((bh + 2 * margin, bw + 2 * margin, 3), SENTINEL, np.uint8)
+                            for _, _, bw, bh in boxes]
+                views = [c[margin:-margin, margin:-margin] for c in canvases]
+                backend.read_reduced_boxes(level, k, boxes, views)
+                fulls = [np.empty((k * bh, k * bw, 3), np.uint8) for _, _, bw, bh in boxes]
+                backend.read_boxes(level, [(k * x, k * y, k * bw, k * bh) for x, y, bw, bh in boxes], fulls)
+                expected = [cv2.resize(whole, view.shape[1::-1], interpolation=cv2.INTER_AREA)
+                            for view, whole in zip(views, fulls)]
+                # the mean over the boxes together: one small box on dense detail can reach 2.5 (YCbCr 4:2:0)
+                assert_within_reduced_tolerance(np.concatenate([v.reshape(-1, 3) for v in views]),
+                                                np.concatenate([e.reshape(-1, 3) for e in expected]), (level, k, boxes))
+                for box, canvas in zip(boxes, canvases):
+                    canvas[margin:-margin, margin:-margin] = SENTINEL
+                    assert (canvas == SENTINEL).all(), f"level {level} 1/{k} box {box}: wrote outside its box"
+
     def test_read_boxes_agrees_with_read_region(self, backend, slide):
         for level, lvl in enumerate(slide.levels):
             x, y = lvl.width // 3, lvl.height // 4
@@ -199,6 +252,39 @@ class BackendContract:
             batch = slide.read_tiles(locations, size, level=level)
             looped = np.stack([slide.read_region(loc, size, level=level) for loc in locations])
             np.testing.assert_array_equal(batch, looped)
+
+    def test_shrinking_read_tiles_equals_read_region_loop(self, slide, sample_regions):
+        """Reads coarser than a level (tiling's reads), at the slide's edge too: batch == loop."""
+        rng = np.random.default_rng(3)
+        width, height = slide.dimensions
+        for factor in (2, 8):
+            locations, size = sample_regions(slide, 0, 4, rng)
+            size = (max(1, size[0] // factor), max(1, size[1] // factor))
+            locations += [(width - size[0] * factor // 2, height - size[1] * factor // 2), (1, 3)]
+            mpp = factor * slide.mpp[0]
+            batch = slide.read_tiles(locations, size, mpp=mpp)
+            looped = np.stack([slide.read_region(loc, size, mpp=mpp) for loc in locations])
+            np.testing.assert_array_equal(batch, looped, err_msg=f"{factor}x")
+
+    def test_shrinking_edge_region_is_white_outside(self, slide):
+        """A 2x read over the far corner: white where the output pixels lie wholly outside the slide,
+        the inside as an in-bounds read gives it (bit for bit when the backend decodes in full)."""
+        width, height = slide.dimensions
+        mpp = 2 * slide.mpp[0]
+        level = slide.best_level_for_mpp(mpp)
+        location, size = (width - 10, height - 12), (20, 15)
+        ours = slide.read_region(location, size, mpp=mpp)
+        lvl_x, lvl_y = (math.floor((v + 0.5) / level.downsample) for v in location)
+        scale = mpp / level.mpp[0]
+        cols = sum(lvl_x + round(j * scale) < level.width for j in range(size[0]))
+        rows = sum(lvl_y + round(i * scale) < level.height for i in range(size[1]))
+        assert 0 < cols < size[0] and 0 < rows < size[1]
+        assert (ours[rows:, :] == 255).all() and (ours[:, cols:] == 255).all()
+        inside = slide.read_region(location, (cols, rows), mpp=mpp)
+        if slide.exact_resample or slide._backend().reductions(level.index) == (1,):
+            np.testing.assert_array_equal(ours[:rows, :cols], inside)
+        else:
+            assert_within_reduced_tolerance(ours[:rows, :cols], inside, location)
 
     def test_to_dask_equals_read_region(self, slide):
         level = len(slide.levels) - 1
@@ -264,12 +350,15 @@ class BackendContract:
 
 
 class FileBackendContract(BackendContract):
-    """Backends that read files: opened by ``open_slide(path, backend=BACKEND)``."""
+    """Backends that read files: opened by ``open_slide(path, backend=BACKEND, exact_resample=EXACT_RESAMPLE)``."""
 
     BACKEND = ""
+    EXACT_RESAMPLE = False
 
     def open_slide(self, case: Path) -> Slide:
-        return open_slide(case, backend=self.BACKEND)
+        slide = open_slide(case, backend=self.BACKEND, exact_resample=self.EXACT_RESAMPLE)
+        assert slide.exact_resample is self.EXACT_RESAMPLE
+        return slide
 
     def open_backend(self, case: Path) -> SlideBackend:
         return BACKENDS[self.BACKEND](str(case))
@@ -281,6 +370,21 @@ class FileBackendContract(BackendContract):
 class TestTiffBackend(FileBackendContract):
     BACKEND = "tiff"
     CASES = GENERATED_FILES + TIFF_FILES
+
+
+class TestTiffBackendExactResample(TestTiffBackend):
+    """The tiff backend's slides opened with ``exact_resample=True``: full decode before every shrink.
+
+    The backend does not know the option, so the tests of the backend alone are not repeated
+    (``None`` hides them from collection), and the cases are the generated files and one real SVS.
+    """
+
+    EXACT_RESAMPLE = True
+    CASES = GENERATED_FILES + ["CMU-1-Small-Region.svs"]
+    test_metadata_has_the_contracted_shape = None
+    test_read_boxes_fills_exactly_each_box = None
+    test_reductions_are_honoured = None
+    test_backend_close_is_idempotent = None
 
 
 class TestOpenSlideBackend(FileBackendContract):

@@ -3,12 +3,14 @@
 Each case is (file, backend). Same dimensions, levels, vendor, mpp and associated images as
 OpenSlide reports; same pixels as ``openslide.read_region`` within JPEG decoder tolerance, at
 every level whose downsample is whole (OpenSlide interpolates the others, see
-``test_fractional_levels.py``). What every backend must do whatever OpenSlide does is
-``test_backend_contract.py``.
+``test_fractional_levels.py``); and reads twice coarser than level 0, from JPEG tiles decoded
+at half size or in full (``exact_resample``), as OpenSlide's level-0 pixels area-averaged. What
+every backend must do whatever OpenSlide does is ``test_backend_contract.py``.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import openslide
 import pytest
@@ -87,6 +89,29 @@ class TestOpenSlideParity:
         theirs = openslide_rgb(reference, location, 0, size)
         assert (mean_abs_diff(ours[:12, :10], theirs[:12, :10]) < JPEG_TOLERANCE).all()
         assert (theirs[12:, :] == 255).all() and (ours[12:, :] == 255).all()
+
+
+@pytest.mark.parametrize("exact_resample", [False, True], ids=["reduced", "exact"])
+@pytest.mark.parametrize("name", ["CMU-1-Small-Region.svs", "synthetic_svs"])
+def test_2x_reads_match_openslide(name, exact_resample, request, data_file):
+    """``mpp=2 * slide.mpp``: level 0 shrunk by 2, against OpenSlide's level-0 box + ``cv2.INTER_AREA``."""
+    path = request.getfixturevalue(name) if name.startswith("synthetic") else data_file(name)
+    rng = np.random.default_rng(4)
+    size = (128, 96)
+    with open_slide(path, backend="tiff", exact_resample=exact_resample) as slide, \
+            openslide.OpenSlide(str(path)) as reference:
+        assert slide.best_level_for_mpp(2 * slide.mpp[0]).index == 0
+        width, height = slide.dimensions
+        xs = rng.integers(0, width - 2 * size[0], 6)
+        ys = rng.integers(0, height - 2 * size[1], 6)
+        xs[:3] -= xs[:3] % 8  # on the reduced grid: decoded at half size unless exact
+        ys[:3] -= ys[:3] % 8
+        for location in zip(xs.tolist(), ys.tolist()):
+            ours = slide.read_region(location, size, mpp=2 * slide.mpp[0])
+            full = openslide_rgb(reference, location, 0, (2 * size[0], 2 * size[1]))
+            theirs = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+            assert ours.shape == theirs.shape
+            assert (mean_abs_diff(ours, theirs) < JPEG_TOLERANCE).all(), location
 
 
 def test_associated_images_match_openslide(data_file):

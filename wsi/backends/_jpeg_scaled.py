@@ -13,9 +13,10 @@ The decoder is simplejpeg, not imagecodecs or OpenCV:
 * OpenCV's ``IMREAD_REDUCED_COLOR_*`` scales, but returns ``None`` without a reason for a bad
   stream and decodes recoverable damage silently, with a message on stderr;
 * simplejpeg ships libjpeg-turbo inside its wheel (no system package), exposes TurboJPEG's
-  scaling factors, decodes into a caller's buffer, releases the GIL, and raises ``ValueError``
-  with libjpeg's message; ``strict=False`` makes it accept the recoverable damage (a tile cut
-  short) that the full decoder accepts too, so both paths refuse the same tiles.
+  scaling factors, decodes into a caller's buffer, releases the GIL, and with ``strict=True``
+  raises ``ValueError`` with libjpeg's message for any damage, even what libjpeg can decode
+  past (the caller then asks the full decoder, whose verdict both paths share: with
+  ``strict=False`` simplejpeg turns even a scan of garbage into pixels).
 
 Where some components are stored at half resolution (4:2:0), a full decode upsamples them with
 libjpeg's "fancy" (triangle) filter before the caller's area average; a scaled decode gives them
@@ -106,7 +107,7 @@ def decode_scaled(stream: bytes, reduction: int, shape: tuple[int, int], out: np
     height, width = shape[0] // reduction, shape[1] // reduction
     # min_factor picks the scaling factor; min_width/height keep TurboJPEG from going coarser.
     image = simplejpeg.decode_jpeg(stream, "RGB", min_factor=reduction, min_width=width, min_height=height,
-                                   buffer=out, strict=False)
+                                   buffer=out, strict=True)
     if image.shape[:2] != (height, width):
         raise ValueError(f"expected a {width}x{height} px image at 1/{reduction}, got {image.shape[1]}x{image.shape[0]}")
     return image

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import imagecodecs
 import numpy as np
 import tifffile
@@ -357,13 +358,9 @@ class TiffBackend(SlideBackend):
         data = os.pread(self._fd, count, int(level.offsets[index]))
         if len(data) != count:  # the file shrank since it was opened
             raise self._corrupt_tile(level, level_index, index, f"the file ends after {len(data)} of them")
+        if reduction > 1:
+            return self._decode_scaled_tile(level, level_index, index, data, out, reduction, used)
         try:
-            if reduction > 1:
-                stream = spliced_stream(data, level.jpeg_tables, level.jpeg_colorspace == _PHOTOMETRIC_RGB)
-                tile = decode_scaled(stream, reduction, (level.tile_height, level.tile_width), out)
-                if level.softened is not None and reduction in _SOFTENED_REDUCTIONS:
-                    soften_like_upsampling(tile, level.softened, reduction, used)
-                return tile
             if level.is_jpeg and level.samples == 3:
                 return imagecodecs.jpeg8_decode(
                     data, tables=level.jpeg_tables, colorspace=level.jpeg_colorspace,
@@ -384,6 +381,29 @@ class TiffBackend(SlideBackend):
         if out is not None:
             out[...] = tile
             return out
+        return tile
+
+    def _decode_scaled_tile(self, level: _TiledLevel, level_index: int, index: int, data: bytes,
+                            out: np.ndarray | None, reduction: int, used: tuple[int, int, int, int] | None) -> np.ndarray:
+        """A JPEG tile decoded ``reduction`` times smaller (see :meth:`_decode_tile`).
+
+        The scaled decoder refuses any damage, even what the full decoder gets past (a scan cut
+        short), and the full decoder refuses some damage that a lenient scaled decoder would turn
+        into pixels. So a tile the scaled decoder refuses is decoded in full and area-averaged:
+        the full decoder's verdict is the one both paths give, and its pixels the reference.
+        """
+        try:
+            stream = spliced_stream(data, level.jpeg_tables, level.jpeg_colorspace == _PHOTOMETRIC_RGB)
+            tile = decode_scaled(stream, reduction, (level.tile_height, level.tile_width), out)
+        except ValueError:
+            full = self._decode_tile(level, level_index, index, None)  # raises CorruptSlideError if refused
+            size = (level.tile_width // reduction, level.tile_height // reduction)
+            if out is None:
+                return cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+            cv2.resize(full, size, dst=out, interpolation=cv2.INTER_AREA)
+            return out
+        if level.softened is not None and reduction in _SOFTENED_REDUCTIONS:
+            soften_like_upsampling(tile, level.softened, reduction, used)
         return tile
 
     def read_boxes(self, level: int, boxes: Sequence[Box], outs: Sequence[np.ndarray]) -> None:
