@@ -85,8 +85,9 @@ class Settings:
         object.__setattr__(self, "batch_size", parse_positive_int(self.batch_size, "batch_size", maximum=4096))
         object.__setattr__(self, "backend", parse_choice(self.backend, "backend", ("auto", "openslide", "tiff")))
         for name in ("cascade", "exact_resample"):
-            if not isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (the batch size does not), for the configuration hash."""
@@ -537,6 +538,15 @@ class Pipeline:
         self.slide_mpp = slide_mpp
 
     def plan(self, slide: Any) -> SlidePlan:
+        from slidescope.wsi import Slide
+        from slidescope.wsi.errors import ParameterError
+
+        # the slide is reopened by path with the settings' options: an open slide's own must agree
+        if isinstance(slide, Slide) and slide.exact_resample != self.settings.exact_resample:
+            raise ParameterError(
+                f"{slide.path}: the slide was opened with exact_resample={slide.exact_resample}, the pipeline's "
+                f"settings say exact_resample={self.settings.exact_resample}; open it with the same, or pass "
+                f"Pipeline(settings=Settings(exact_resample={slide.exact_resample}))")
         return plan_slide(_path_of(slide), self.model.card, self.settings, self.slide_mpp)
 
     def _tissue(self, plan: SlidePlan) -> SlideAssembler:

@@ -16,9 +16,10 @@ Blocks are whole output pixels, so a region read in blocks differs from one read
 only by the rounding of block edges to source pixels (at most one source row or column of
 weight per block edge).
 
-A read that shrinks by 2 or more from a level whose tiles the backend can decode smaller (JPEG)
-is served from tiles decoded 2, 4 or 8 times smaller (:mod:`slidescope.wsi.reduced`), unless the
-caller asked for ``exact`` (full decode, then ``cv2.INTER_AREA``). A box that reaches past the
+A read that shrinks a level by a whole, even factor (2, 4, 6, 8...) whose tiles the backend can
+decode smaller (JPEG) is served from tiles decoded 2, 4 or 8 times smaller where its boxes allow
+(:mod:`slidescope.wsi.reduced`), unless the caller asked for ``exact`` (full decode, then
+``cv2.INTER_AREA``). A box that reaches past the
 reduced grid (the slide's edge) is then read in blocks, whether alone or in a batch: its blocks
 along the edge in full, white outside the slide as always, the rest reduced.
 """

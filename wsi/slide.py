@@ -226,7 +226,8 @@ class Slide:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self._spec.backend.name
-        return f"<Slide {self.path!r} ({state})>"
+        exact = ", exact_resample" if self._spec.exact_resample else ""
+        return f"<Slide {self.path!r} ({state}{exact})>"
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class Slide:
             Output resolution in µm per pixel. The nearest finer stored level is read and
             shrunk with ``cv2.INTER_AREA``; a resolution finer than level 0 is an error. When
             the shrink is 2x or more and the level's tiles are JPEG, they are decoded 2, 4 or 8
-            times smaller first (mean difference to a full decode about 0.3 grey levels);
+            times smaller first (mean difference to a full decode about 0.1 grey levels);
             a slide opened with ``exact_resample=True`` decodes them in full.
 
         Returns

@@ -190,6 +190,17 @@ def test_exact_resample_is_a_setting_that_reaches_the_slides_and_the_configurati
         Settings(exact_resample="yes")
     assert plan_slide(str(slide), card, Settings()).handle.exact_resample is False
     assert plan_slide(str(slide), card, Settings(exact_resample=True)).handle.exact_resample is True
+    assert Settings(exact_resample=np.True_).exact_resample is True  # numpy booleans, as everywhere
+
+
+def test_an_open_slide_whose_exact_resample_differs_from_the_settings_is_refused(pipe, slide):
+    from slidescope.wsi.errors import ParameterError
+
+    with open_slide(slide, exact_resample=True) as opened:
+        with pytest.raises(ParameterError, match=r"opened with exact_resample=True.*settings say exact_resample=False"):
+            pipe.tissue(opened)
+        exact = Pipeline(pipe.model, settings=Settings(exact_resample=True))
+        assert exact.plan(opened).handle.exact_resample is True
 
 
 @pytest.mark.parametrize("command", [["run", "a.svs", "--out", "out"], ["predict", "tissue", "a.svs", "--out", "out"],

@@ -116,6 +116,12 @@ def _dask_cluster(folder: Path):
             yield address
 
 
+def _complete_slides(out: Path) -> list[str]:
+    """Slide folders renamed into place; not a staging folder (``.<id>.<hash>.partial``, which pathlib's
+    ``*`` matches too) whose files are still being written."""
+    return sorted(p.parent.name for p in out.glob("slides/*/prediction.json") if not p.parent.name.startswith("."))
+
+
 def test_on_an_existing_cluster_a_run_killed_with_sigkill_completes_when_run_again(batch_slides, tmp_path,
                                                                                     require_torch):
     """A batch (two slides of it fail) killed with SIGKILL once a slide is complete, then the same batch
@@ -135,13 +141,13 @@ def test_on_an_existing_cluster_a_run_killed_with_sigkill_completes_when_run_aga
             # the printed dashboard answers while the batch runs (asked beside, so that the kill is not delayed)
             asking = threading.Thread(target=lambda: answers.append(_http_status(line.split(": ", 1)[1].strip())))
             asking.start()
-            _wait_for(lambda: list(out.glob("slides/*/prediction.json")), 180, "a complete slide folder", child)
+            _wait_for(lambda: _complete_slides(out), 180, "a complete slide folder", child)
             os.killpg(child.pid, signal.SIGKILL)
             child.wait(timeout=30)
             asking.join(timeout=60)
         assert child.returncode == -signal.SIGKILL
         assert line.startswith("Dask dashboard: http://127.0.0.1:") and answers == [200]
-        done_before = sorted(p.parent.name for p in out.glob("slides/*/prediction.json"))
+        done_before = _complete_slides(out)
         assert 1 <= len(done_before) < len(good)
         stdout.join()
         stderr.join()

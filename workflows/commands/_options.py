@@ -96,7 +96,6 @@ def add_slide_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="auto (default), openslide or tiff")
     parser.add_argument("--slide-mpp", type=MPP, default=None, metavar="MPP",
                         help="µm per pixel of level 0, for files without it (or to override it)")
-    add_exact_resample_option(parser)
 
 
 def add_exact_resample_option(parser: argparse.ArgumentParser) -> None:

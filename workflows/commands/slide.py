@@ -31,7 +31,7 @@ def _info(args: argparse.Namespace) -> int:
 
     from ..info import format_summary, slide_summary
 
-    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp, require_mpp=False, exact_resample=args.exact_resample) as slide:
+    with open_slide(args.slide, backend=args.backend, mpp=args.slide_mpp, require_mpp=False) as slide:
         summary = slide_summary(slide)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

@@ -16,6 +16,7 @@ from ._options import (
     add_method_option,
     add_overwrite_option,
     add_slide_argument,
+    add_exact_resample_option,
     add_slide_options,
 )
 
@@ -105,6 +106,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     tissue.add_argument("--mpp", type=MPP, default=8.0, help="µm per mask pixel (default 8)")
     add_method_option(tissue)
     add_slide_options(tissue)
+    add_exact_resample_option(tissue)
     add_overwrite_option(tissue, "an existing file that is not a slidescope mask PNG (never the slide itself)")
     tissue.set_defaults(run=_tissue)
 
@@ -123,5 +125,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     tile.add_argument("--no-mask", action="store_true", help="keep every tile, tissue or not")
     add_method_option(tile)
     add_slide_options(tile)
+    add_exact_resample_option(tile)
     add_overwrite_option(tile, "an existing file that is not a slidescope tile plan (never the slide itself)")
     tile.set_defaults(run=_tile)

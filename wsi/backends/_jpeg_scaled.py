@@ -156,27 +156,31 @@ def soften_like_upsampling(image: np.ndarray, halved: tuple[tuple[bool, bool], .
     reduction : int
         The decode's reduction ``k``; the filter is ``[w, 1 - 2w, w]`` with ``w = 1 / (4k)``.
     rect : (x0, y0, x1, y1), optional
-        Filter only these pixels (what the caller will use), from their neighbours in the tile;
-        the tile's own edges are extended, as libjpeg's upsampling extends them.
+        The pixels the caller will use: they are filtered from their neighbours in the tile (the
+        tile's own edges extended, as libjpeg's upsampling extends them); those beside them may
+        change too, the rest stays as decoded. Default: the whole tile.
     """
     height, width = image.shape[:2]
     x0, y0, x1, y1 = rect or (0, 0, width, height)
     mx0, my0, mx1, my1 = max(0, x0 - 1), max(0, y0 - 1), min(width, x1 + 1), min(height, y1 + 1)
     source = image[my0:my1, mx0:mx1]
-    inner = (slice(y0 - my0, y1 - my0), slice(x0 - mx0, x1 - mx0))
     w = 1.0 / (4 * reduction)
     kernels = {False: np.array([0.0, 1.0, 0.0], np.float32), True: np.array([w, 1 - 2 * w, w], np.float32)}
     patterns = sorted({h for h in halved if any(h)})
-    softened = [cv2.sepFilter2D(source, -1, kernels[p[0]], kernels[p[1]], borderType=cv2.BORDER_REPLICATE)[inner]
-                for p in patterns]
     if len(patterns) == 1 and sum(h == patterns[0] for h in halved) == len(halved) - 1:
-        # the usual case (G and B halved): keep the one other channel, copy the rest at once
-        # (numpy copies a single channel fast, two channels of three slowly)
+        # the usual case (G and B halved): filter in place, then put back the one other channel
+        # (numpy copies one channel of three fast, two of three slowly); the margin, filtered
+        # against the edge of ``source``, is not the caller's to use
         keep = next(c for c, h in enumerate(halved) if h != patterns[0])
-        softened[0][..., keep] = image[y0:y1, x0:x1, keep]
-        image[y0:y1, x0:x1] = softened[0]
+        kept = image[y0:y1, x0:x1, keep].copy()
+        cv2.sepFilter2D(source, -1, kernels[patterns[0][0]], kernels[patterns[0][1]], dst=source,
+                        borderType=cv2.BORDER_REPLICATE)
+        image[y0:y1, x0:x1, keep] = kept
         return
-    for pattern, filtered in zip(patterns, softened):
+    inner = (slice(y0 - my0, y1 - my0), slice(x0 - mx0, x1 - mx0))
+    for pattern in patterns:
+        filtered = cv2.sepFilter2D(source, -1, kernels[pattern[0]], kernels[pattern[1]],
+                                   borderType=cv2.BORDER_REPLICATE)[inner]
         for channel, channel_halved in enumerate(halved):
             if channel_halved == pattern:
                 image[y0:y1, x0:x1, channel] = filtered[..., channel]

@@ -442,9 +442,12 @@ class TiffBackend(SlideBackend):
             top, left = (index // across) * th, (index % across) * tw
             used = None
             if target is None and reduction > 1 and lvl.softened is not None:  # the part its boxes take
-                spans = [boxes[i] for i in users[index]]
-                used = (max(0, min(x for x, _, _, _ in spans) - left), max(0, min(y for _, y, _, _ in spans) - top),
-                        min(tw, max(x + w for x, _, w, _ in spans) - left), min(th, max(y + h for _, y, _, h in spans) - top))
+                ux0, uy0, ux1, uy1 = tw, th, 0, 0
+                for i in users[index]:
+                    x, y, w, h = boxes[i]
+                    ux0, uy0 = min(ux0, x - left), min(uy0, y - top)
+                    ux1, uy1 = max(ux1, x + w - left), max(uy1, y + h - top)
+                used = (max(0, ux0), max(0, uy0), min(tw, ux1), min(th, uy1))
             tile = self._decode_tile(lvl, level, index, scratch if target is None else outs[target], reduction, used)
             for i in users[index]:
                 if i == target:
