@@ -15,8 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from slidescope.wsi.errors import ParameterError
-from slidescope.wsi.validation import parse_int
+from slidescope.wsi.validation import parse_bool, parse_int
 
 from ._stain_base import StainNormalizer
 from ._stain_checks import check_range, dict_array
@@ -98,9 +97,7 @@ class ReinhardNormalizer(StainNormalizer):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        if not isinstance(mask_background, (bool, np.bool_)):
-            raise ParameterError(f"{owner}: mask_background: expected True or False, got {mask_background!r}")
-        self.mask_background = bool(mask_background)
+        self.mask_background = parse_bool(mask_background, f"{owner}: mask_background")
         self.background_l = check_range("background_l", background_l, _BLEND_WIDTH, 100.0, owner)
         self.min_tissue_pixels = parse_int(min_tissue_pixels, f"{owner}: min_tissue_pixels", minimum=2,
                                            maximum=10**12)

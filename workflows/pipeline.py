@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slidescope.wsi.validation import parse_choice, parse_fraction, parse_positive_float, parse_positive_int
+from slidescope.wsi.validation import (
+    parse_bool,
+    parse_choice,
+    parse_fraction,
+    parse_positive_float,
+    parse_positive_int,
+)
 
 __all__ = ["Settings", "SlidePlan", "Batch", "SlidePrediction", "SlideAssembler", "Pipeline", "plan_slide",
            "coarse_batches", "tissue_batch", "fine_batches", "cell_batch", "head_batch", "MAP_MPP",
@@ -85,9 +91,7 @@ class Settings:
         object.__setattr__(self, "batch_size", parse_positive_int(self.batch_size, "batch_size", maximum=4096))
         object.__setattr__(self, "backend", parse_choice(self.backend, "backend", ("auto", "openslide", "tiff")))
         for name in ("cascade", "exact_resample"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, bool(getattr(self, name)))
+            object.__setattr__(self, name, parse_bool(getattr(self, name), name, error=TypeError))
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (the batch size does not), for the configuration hash."""

@@ -13,11 +13,11 @@ from .backends.array_backend import ArrayBackend
 from .backends.base import SlideBackend
 from .backends.openslide_backend import OpenSlideBackend
 from .backends.tiff_backend import TiffBackend
-from .errors import ParameterError, UnsupportedFormatError
+from .errors import UnsupportedFormatError
 from .levels import SlideInfo
 from .paths import check_slide_path
 from .slide import Slide, SlideSpec
-from .validation import parse_choice, parse_mpp, parse_path
+from .validation import parse_bool, parse_choice, parse_mpp, parse_path
 
 __all__ = ["open_slide", "from_array", "BACKENDS", "FAST_TIFF_VENDORS"]
 
@@ -143,13 +143,11 @@ def open_slide(
     text = parse_path(path, "path")
     override = parse_mpp(mpp, "mpp=") if mpp is not None else None
     chosen = parse_choice(backend, "backend", ("auto", *BACKENDS))
-    for name, flag in (("require_mpp", require_mpp), ("exact_resample", exact_resample)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ParameterError(f"{name}: expected True or False, got {flag!r}")
+    require_mpp, exact_resample = parse_bool(require_mpp, "require_mpp"), parse_bool(exact_resample, "exact_resample")
     check_slide_path(text)
     opened = _open_auto(text) if chosen == "auto" else BACKENDS[chosen](text)
     try:
-        spec = SlideSpec(type(opened), opened.reopen_args(), override, bool(require_mpp), bool(exact_resample))
+        spec = SlideSpec(type(opened), opened.reopen_args(), override, require_mpp, exact_resample)
         return Slide(spec, opened)
     except BaseException:
         opened.close()

@@ -47,6 +47,7 @@ from slidescope.wsi._synthetic_render import TileRenderer
 from slidescope.wsi._synthetic_tiff import WriteOptions, write_pyramid
 from slidescope.wsi.atomic import atomic_paths
 from slidescope.wsi.errors import CorruptSlideError, SlideError, SlideNotFoundError
+from slidescope.wsi.validation import parse_bool
 
 __all__ = [
     "SyntheticSlide",
@@ -168,9 +169,7 @@ def _real_in(name: str, value: object, lo: float, hi: float, lo_open: bool) -> f
 
 
 def _bool_arg(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise SyntheticSlideError(f"make_slide: {name}: expected True or False, got {value!r}")
-    return bool(value)
+    return parse_bool(value, f"make_slide: {name}", error=SyntheticSlideError)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -236,6 +236,13 @@ def parse_path(path: Any, what: str = "path") -> str:
     return path
 
 
+def parse_bool(value: Any, what: str, *, error: type[Exception] = ParameterError) -> bool:
+    """``True`` or ``False`` (a numpy boolean too), as a Python bool; nothing else (not 0, 1 or "yes")."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise error(f"{what}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def parse_choice(value: Any, what: str, choices: tuple[str, ...], *, error: type[SlideError] = ParameterError) -> str:
     """One of ``choices`` (exact, case-sensitive string match)."""
     if not isinstance(value, str) or value not in choices:
