@@ -36,7 +36,7 @@ from .backends.base import Box, SlideBackend
 from .errors import RegionError, ResolutionError
 from .geometry import clip_box
 from .levels import Level
-from .reduced import best_reduced_crop, choose_reduction, finish_reduced
+from .reduced import best_reduced_crop, choose_reduction
 
 __all__ = ["READ_BUDGET_PIXELS", "MAX_SHRINK", "MAX_OUTPUT_PIXELS", "fill_boxes", "read_resampled"]
 
@@ -109,20 +109,24 @@ def _shrink_boxes(backend: SlideBackend, level: Level, boxes: Sequence[Box], tar
             backend.read_reduced_boxes(level.index, k, [crops[i].box for i in chosen], pixels)
             for i, crop_pixels in zip(chosen, pixels):
                 if crop_pixels is not targets[i]:
-                    finish_reduced(crop_pixels, targets[i])
+                    _area_into(crop_pixels, targets[i])  # the crop is a whole multiple of the target
         rest = [i for i, crop in enumerate(crops) if crop is None]
     if not rest:
         return
     raws = scratch.arrays([boxes[i][2:] for i in rest])
     fill_boxes(backend, level, [boxes[i] for i in rest], raws, path)
     for i, raw in zip(rest, raws):
-        target = targets[i]
-        if raw.shape[:2] == target.shape[:2]:
-            target[...] = raw
-        elif target.flags.c_contiguous:
-            cv2.resize(raw, target.shape[1::-1], dst=target, interpolation=cv2.INTER_AREA)
-        else:
-            target[...] = cv2.resize(raw, target.shape[1::-1], interpolation=cv2.INTER_AREA)
+        _area_into(raw, targets[i])
+
+
+def _area_into(source: np.ndarray, target: np.ndarray) -> None:
+    """``source`` area-averaged onto ``target`` (``(H, W, 3)``, any strides; copied when the sizes match)."""
+    if source.shape[:2] == target.shape[:2]:
+        target[...] = source
+    elif target.flags.c_contiguous:
+        cv2.resize(source, target.shape[1::-1], dst=target, interpolation=cv2.INTER_AREA)
+    else:
+        target[...] = cv2.resize(source, target.shape[1::-1], interpolation=cv2.INTER_AREA)
 
 
 def _touching(origin: int, out_extent: int, scale: float, level_extent: int) -> tuple[int, int]:
@@ -184,9 +188,8 @@ def _read_region_in_blocks(backend: SlideBackend, level: Level, origin: tuple[in
             if x0 >= level.width or y0 >= level.height or x1 <= 0 or y1 <= 0:  # a thin edge block rounded off the level
                 target.fill(255)
                 continue
-            # a block's own shrink differs from the region's by rounding: check it still allows the reduction
-            block_reduction = choose_reduction((1, reduction), (x1 - x0) / (c1 - c0), (y1 - y0) / (r1 - r0))
-            _shrink_boxes(backend, level, [(x0, y0, x1 - x0, y1 - y0)], [target], path, block_reduction, scratch)
+            # (_shrink_boxes reads a block reduced only where each of its output pixels covers whole blocks)
+            _shrink_boxes(backend, level, [(x0, y0, x1 - x0, y1 - y0)], [target], path, reduction, scratch)
 
 
 def read_resampled(backend: SlideBackend, level: Level, lvl_xy: np.ndarray, out_size: tuple[int, int],

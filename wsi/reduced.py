@@ -28,12 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
-
 from .backends.base import Box
 
-__all__ = ["choose_reduction", "ReducedCrop", "reduced_crop", "best_reduced_crop", "finish_reduced"]
+__all__ = ["choose_reduction", "ReducedCrop", "reduced_crop", "best_reduced_crop"]
 
 #: How far from a whole number a shrink may be and still count as one (float error only: 7.999999999999998).
 _WHOLE = 1e-9
@@ -107,16 +104,3 @@ def best_reduced_crop(box: Box, reductions: Sequence[int], out_size: tuple[int, 
         if k > 1 and (crop := reduced_crop(box, k, out_size, level_size)) is not None:
             return crop
     return None
-
-
-def finish_reduced(pixels: np.ndarray, target: np.ndarray) -> None:
-    """Area-average a crop read from the reduced grid onto ``target`` (``(H, W, 3)``, any strides).
-
-    The crop's size is a whole multiple of the target's (:func:`reduced_crop`).
-    """
-    if pixels.shape[:2] == target.shape[:2]:  # nothing left to shrink
-        target[...] = pixels
-    elif target.flags.c_contiguous:
-        cv2.resize(pixels, target.shape[1::-1], dst=target, interpolation=cv2.INTER_AREA)
-    else:
-        target[...] = cv2.resize(pixels, target.shape[1::-1], interpolation=cv2.INTER_AREA)

@@ -75,7 +75,8 @@ class SlideBackend(ABC):
 
         Always starts with 1. A backend whose stored tiles can be decoded smaller than stored,
         for less work than a full decode (JPEG's scaled IDCT), adds those factors; the shared
-        read path uses them for reads at least ``k`` times coarser than the level.
+        read path uses them where each output pixel covers whole ``k`` x ``k`` blocks
+        (:mod:`slidescope.wsi.reduced`).
         """
         return (1,)
 
